@@ -1,0 +1,34 @@
+# ddscope: epoch-wise double descent under label noise, looked at from the inside.
+# `snakemake --cores all` runs the default study (config.yaml); see README.md.
+
+import os
+import sys
+
+sys.path.insert(0, workflow.basedir)
+# jobs (scripts, also under --use-conda or on a cluster node) import ddscope from this checkout
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+)
+
+from ddscope.config import ConfigError, validate_config
+
+
+configfile: "config.yaml"
+
+
+try:
+    config = validate_config(config, os.path.join(workflow.basedir, "schemas/config.schema.yaml"))
+except ConfigError as error:
+    # an expected mistake: one line, no traceback, before any job starts
+    print(f"ddscope: config error: {error}", file=sys.stderr)
+    os._exit(1)
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

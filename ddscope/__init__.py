@@ -1,0 +1,8 @@
+"""ddscope: train networks on noisy labels and look inside them, epoch by epoch.
+
+The library holds the science as pure functions (arrays in, arrays or xarray objects out);
+`scripts/` are thin Snakemake adapters around it. Keep this module import-light: the
+Snakefile imports ddscope.config at parse time.
+"""
+
+__version__ = "0.1.0"

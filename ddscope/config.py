@@ -1,0 +1,196 @@
+"""Config validation, defaults and the names derived from a config (runs, noise tags, record schedule).
+
+Imported by the Snakefile, so it must stay light: no torch, no numpy-heavy work.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+CIFAR10_SIZES = {"n_train": 50000, "n_test": 10000, "classes": 10}
+MNIST1D_CLASSES = 10
+NOISE_PREFIX = {"symmetric": "sym", "pairflip": "pair"}
+
+
+class ConfigError(ValueError):
+    """An expected mistake in the config: reported as one line, never a traceback."""
+
+
+# --- schema validation with defaults -------------------------------------------------------------
+
+
+def _extend_with_defaults(validator_class):
+    """Fill `default`s of missing properties while validating (the documented jsonschema recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_DefaultFillingValidator = _extend_with_defaults(jsonschema.Draft7Validator)
+
+
+def key_path(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _allowed(schema: dict) -> str:
+    """Describe the values a schema node allows, for the one-line error."""
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    kind = schema.get("type")
+    bounds = []
+    if "minimum" in schema:
+        bounds.append(f">= {schema['minimum']}")
+    if "exclusiveMinimum" in schema:
+        bounds.append(f"> {schema['exclusiveMinimum']}")
+    if "maximum" in schema:
+        bounds.append(f"<= {schema['maximum']}")
+    if "exclusiveMaximum" in schema:
+        bounds.append(f"< {schema['exclusiveMaximum']}")
+    text = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+            "array": "a list", "object": "a mapping"}.get(kind, "")
+    if "pattern" in schema:
+        text += f" matching {schema['pattern']}"
+    if bounds:
+        text += (" " if text else "") + " and ".join(bounds)
+    return text.strip() or "see schemas/config.schema.yaml"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    path = list(error.absolute_path)
+    v, s, inst = error.validator, error.schema, error.instance
+    if v == "additionalProperties" and isinstance(inst, dict):
+        known = set(s.get("properties", {}))
+        extra = sorted(k for k in inst if k not in known)
+        if known and extra:
+            return f"{key_path(path + [extra[0]])}: unknown key (allowed keys: {', '.join(sorted(known))})"
+    if v == "required":
+        missing = [k for k in error.validator_value if k not in inst]
+        return f"{key_path(path + missing[:1])}: required key is missing"
+    if v == "propertyNames":
+        return f"{key_path(path)}: name {inst!r} not allowed (must match {s['propertyNames'].get('pattern')})"
+    if v == "uniqueItems":
+        return f"{key_path(path)}: duplicate entries in {inst!r} (list items must be unique)"
+    if v == "minItems":
+        return f"{key_path(path)}: needs at least {error.validator_value} item(s), got {len(inst)}"
+    if v == "maxItems":
+        return f"{key_path(path)}: needs at most {error.validator_value} item(s), got {len(inst)}"
+    if v == "minProperties":
+        return f"{key_path(path)}: needs at least {error.validator_value} entry"
+    if v == "oneOf":
+        return f"{key_path(path)}: {inst!r} is neither a mapping {{first, log_count}} nor a list of epochs"
+    return f"{key_path(path)}: {inst!r} is not allowed (allowed: {_allowed(s)})"
+
+
+def _validate_schema(config: dict, schema: dict) -> None:
+    validator = _DefaultFillingValidator(schema)
+    errors = list(validator.iter_errors(config))
+    if errors:
+        # the deepest error is the most specific; ties broken by the order of the config
+        error = max(errors, key=lambda e: len(e.absolute_path))
+        raise ConfigError(_describe(error))
+
+
+# --- derived quantities ---------------------------------------------------------------------------
+
+
+def n_flipped(rate: float, n: int) -> int:
+    """Exact number of flipped labels: round(rate·N), halves rounded up (not Python's banker's rounding)."""
+    return int(math.floor(rate * n + 0.5))
+
+
+def noise_tag(kind: str, rate: float) -> str:
+    """`sym30` for 30 % symmetric noise; `pair12.5` for 12.5 % pair-flip."""
+    return f"{NOISE_PREFIX[kind]}{rate * 100:g}"
+
+
+def parse_noise_tag(tag: str) -> tuple[str, float]:
+    for kind, prefix in NOISE_PREFIX.items():
+        if tag.startswith(prefix):
+            return kind, float(tag[len(prefix):]) / 100
+    raise ConfigError(f"noise tag {tag!r} does not start with one of {', '.join(NOISE_PREFIX.values())}")
+
+
+def dataset_sizes(dataset: dict) -> tuple[int, int]:
+    if dataset["name"] == "cifar10":
+        return CIFAR10_SIZES["n_train"], CIFAR10_SIZES["n_test"]
+    return dataset["n_train"], dataset["n_test"]
+
+
+def record_epochs(record: dict, epochs: int) -> list[int]:
+    """Recorded epochs: every epoch 0..first, then `log_count` log-spaced epochs up to and including the last."""
+    spec = record["epochs"]
+    if isinstance(spec, list):
+        return sorted(set(int(e) for e in spec) | {0})
+    first = min(spec["first"], epochs)
+    out = set(range(first + 1))
+    if spec["log_count"] > 0 and epochs > first:
+        lo = math.log(max(first, 1))
+        for k in range(1, spec["log_count"] + 1):
+            out.add(int(round(math.exp(lo + (math.log(epochs) - lo) * k / spec["log_count"]))))
+    out.add(epochs)
+    return sorted(e for e in out if e <= epochs)
+
+
+def _check_semantics(config: dict) -> None:
+    """Checks a schema cannot express: they need several keys at once."""
+    n_train, n_test = dataset_sizes(config["dataset"])
+    epochs = config["train"]["epochs"]
+    spec = config["record"]["epochs"]
+    if isinstance(spec, list) and max(spec) > epochs:
+        raise ConfigError(f"record.epochs: asks for epoch {max(spec)} but train.epochs is {epochs}")
+    if isinstance(spec, dict) and spec["first"] > epochs:
+        raise ConfigError(f"record.epochs.first: {spec['first']} is past the last epoch (train.epochs = {epochs})")
+    probes = config["probes"]
+    if probes["test"] > n_test:
+        raise ConfigError(f"probes.test: {probes['test']} > {n_test} test samples available")
+    for rate in config["noise"]["rates"]:
+        flipped = n_flipped(rate, n_train)
+        if probes["clean"] > n_train - flipped:
+            raise ConfigError(
+                f"probes.clean: {probes['clean']} > {n_train - flipped} clean samples at noise rate {rate}")
+        if rate > 0 and probes["noisy"] > flipped:
+            raise ConfigError(f"probes.noisy: {probes['noisy']} > {flipped} noisy samples at noise rate {rate}")
+
+
+def validate_config(config: dict, schema_path: str | Path) -> dict:
+    """Validate, fill defaults, and check cross-key constraints. Returns a new dict; raises ConfigError."""
+    config = copy.deepcopy(dict(config))
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    _validate_schema(config, schema)
+    # a second pass fills defaults inside defaults that were inserted on the first
+    _validate_schema(config, schema)
+    _check_semantics(config)
+    return config
+
+
+def run_names(config: dict) -> list[str]:
+    """Every run of the study: <model>-<noise>-<loss>-s<seed>."""
+    kind = config["noise"]["kind"]
+    return [
+        f"{model}-{noise_tag(kind, rate)}-{loss}-s{seed}"
+        for model in config["models"]
+        for rate in config["noise"]["rates"]
+        for loss in config["train"]["losses"]
+        for seed in config["train"]["seeds"]
+    ]
+
+
+def parse_run(run: str) -> dict:
+    model, noise, loss, seed = run.split("-")
+    return {"model": model, "noise": noise, "loss": loss, "seed": int(seed.removeprefix("s"))}

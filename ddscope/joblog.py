@@ -1,0 +1,40 @@
+"""Logging for workflow jobs: to the rule's log file and stderr, expected errors as one line."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from .artifacts import ArtifactError
+from .config import ConfigError
+from .data import DatasetError
+
+EXPECTED_ERRORS = (ArtifactError, ConfigError, DatasetError)
+
+
+def job_logger(log_path: str | Path | None, name: str = "ddscope") -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="a"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        logger.addHandler(h)
+    logger.propagate = False
+    return logger
+
+
+@contextlib.contextmanager
+def expected_errors(logger: logging.Logger):
+    """Turn ddscope's expected errors into one log line and exit status 1 (no traceback)."""
+    try:
+        yield
+    except EXPECTED_ERRORS as e:
+        logger.error(f"ddscope: {e}")
+        sys.exit(1)

@@ -1,0 +1,28 @@
+# Shared names and helpers: every path of the study is built here.
+from ddscope.config import dataset_sizes, noise_tag, parse_run, record_epochs, run_names
+
+RESULTS = f"results/{config['study']}"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+
+NOISE_TAGS = [noise_tag(config["noise"]["kind"], r) for r in config["noise"]["rates"]]
+RUNS = run_names(config)
+
+
+wildcard_constraints:
+    noise="|".join(NOISE_TAGS),
+    run="[a-z][a-z0-9_]*-[a-z]+[0-9.]+-(ce|ls)-s[0-9]+",
+
+
+def dataset_params():
+    """Only the dataset keys that change the data, so e.g. data_dir does not rerun MNIST-1D."""
+    d = config["dataset"]
+    keys = ["name", "n_train", "n_test", "seed"] if d["name"] == "mnist1d" else ["name", "data_dir", "download"]
+    return {k: d[k] for k in keys}
+
+
+def all_targets():
+    """Every final output of the study (the inputs of rule all)."""
+    targets = [f"{RESULTS}/data/dataset.h5"]
+    targets += expand(f"{RESULTS}/labels/{{noise}}.h5", noise=NOISE_TAGS)
+    return targets

@@ -1,6 +1,7 @@
 # ddscope: epoch-wise double descent under label noise, looked at from the inside.
 # `snakemake --cores all` runs the default study (config.yaml); see README.md.
 
+import copy
 import os
 import sys
 
@@ -16,16 +17,25 @@ from ddscope.config import ConfigError, validate_config
 configfile: "config.yaml"
 
 
+if workflow.overwrite_configfiles:
+    # a --configfile is a whole study: it replaces config.yaml rather than being merged into it
+    # (merged, config.yaml's models would leak into every other study)
+    config.clear()
+    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
+
 try:
-    config = validate_config(config, os.path.join(workflow.basedir, "schemas/config.schema.yaml"))
+    resolved = validate_config(config, os.path.join(workflow.basedir, "schemas/config.schema.yaml"))
 except ConfigError as error:
     # an expected mistake: one line, no traceback, before any job starts
     print(f"ddscope: config error: {error}", file=sys.stderr)
     os._exit(1)
+config.clear()
+config.update(resolved)
 
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/threshold.smk"
 
 
 rule all:

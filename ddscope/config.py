@@ -147,8 +147,19 @@ def record_epochs(record: dict, epochs: int) -> list[int]:
     return sorted(e for e in out if e <= epochs)
 
 
+def has_noisy_label_study(config: dict) -> bool:
+    return "models" in config
+
+
 def _check_semantics(config: dict) -> None:
     """Checks a schema cannot express: they need several keys at once."""
+    if has_noisy_label_study(config) != ("dataset" in config):
+        missing = "dataset" if "models" in config else "models"
+        raise ConfigError(f"{missing}: required key is missing (a noisy-label study needs both dataset and models)")
+    if not has_noisy_label_study(config):
+        if "threshold" not in config:
+            raise ConfigError("dataset: required key is missing (or give a threshold: section for a threshold study)")
+        return
     n_train, n_test = dataset_sizes(config["dataset"])
     epochs = config["train"]["epochs"]
     spec = config["record"]["epochs"]
@@ -180,7 +191,9 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
 
 
 def run_names(config: dict) -> list[str]:
-    """Every run of the study: <model>-<noise>-<loss>-s<seed>."""
+    """Every run of the study: <model>-<noise>-<loss>-s<seed> (none in a threshold-only study)."""
+    if not has_noisy_label_study(config):
+        return []
     kind = config["noise"]["kind"]
     return [
         f"{model}-{noise_tag(kind, rate)}-{loss}-s{seed}"

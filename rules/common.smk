@@ -1,5 +1,5 @@
 # Shared names and helpers: every path of the study is built here.
-from ddscope.config import dataset_sizes, noise_tag, parse_run, record_epochs, run_names
+from ddscope.config import has_noisy_label_study, noise_tag, parse_run, record_epochs, run_names
 
 RESULTS = f"results/{config['study']}"
 LOGS = f"{RESULTS}/logs"
@@ -23,6 +23,8 @@ def dataset_params():
 
 def all_targets():
     """Every final output of the study (the inputs of rule all)."""
-    targets = [f"{RESULTS}/data/dataset.h5"]
-    targets += expand(f"{RESULTS}/labels/{{noise}}.h5", noise=NOISE_TAGS)
+    targets = threshold_targets()
+    if has_noisy_label_study(config):
+        targets += [f"{RESULTS}/data/dataset.h5"]
+        targets += expand(f"{RESULTS}/labels/{{noise}}.h5", noise=NOISE_TAGS)
     return targets

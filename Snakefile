@@ -35,6 +35,7 @@ config.update(resolved)
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/train.smk"
 include: "rules/threshold.smk"
 
 

@@ -27,4 +27,5 @@ def all_targets():
     if has_noisy_label_study(config):
         targets += [f"{RESULTS}/data/dataset.h5"]
         targets += expand(f"{RESULTS}/labels/{{noise}}.h5", noise=NOISE_TAGS)
+        targets += expand(f"{RESULTS}/runs/{{run}}/curves.nc", run=RUNS)
     return targets

@@ -1,0 +1,109 @@
+"""activations.zarr: the per-epoch dump of probe activations, written one epoch per chunk.
+
+The store is laid out for the whole schedule up front (arrays pre-sized to every recorded epoch,
+unwritten slots hold NaN), so writing epoch i is one chunk write and a resumed run simply rewrites
+the slots past its checkpoint. The attr `n_complete` counts the leading slots that hold data;
+`complete` turns true once training has finished.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from .artifacts import ArtifactError
+
+SUBSETS = ("clean", "noisy", "test")
+
+
+def probe_coords(labels: dict, y_test: np.ndarray) -> dict[str, np.ndarray]:
+    """Sample ids, subset names and labels of the probe samples, in the order clean, noisy, test."""
+    ids = [labels["probe_clean"], labels["probe_noisy"], labels["probe_test"]]
+    subset = np.concatenate([np.full(len(i), s) for s, i in zip(SUBSETS, ids)])
+    train_ids = np.concatenate(ids[:2])
+    y_assigned = np.concatenate([labels["y_noisy"][train_ids], y_test[ids[2]]])
+    y_original = np.concatenate([labels["y_original"][train_ids], y_test[ids[2]]])
+    return {"sample": np.concatenate(ids).astype(np.int64), "subset": subset,
+            "y_assigned": y_assigned.astype(np.int64), "y_original": y_original.astype(np.int64)}
+
+
+class ActivationStore:
+    """Writer of activations.zarr for one run."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.group = zarr.open_group(self.path, mode="r+", zarr_format=3)
+        # one background writer: compression and disk I/O overlap with training, order is kept
+        self._writer = ThreadPoolExecutor(max_workers=1)
+        self._pending: list[Future] = []
+
+    @classmethod
+    def create(cls, path, epochs, coords, widths, n_classes, dtype, attrs) -> "ActivationStore":
+        path = Path(path)
+        if path.exists():
+            shutil.rmtree(path)
+        ds = xr.Dataset(coords={"epoch": ("epoch", np.asarray(epochs, dtype=np.int64)),
+                                **{k: ("sample", v) for k, v in coords.items()}})
+        ds.attrs.update(attrs, n_complete=0, complete=0, n_layers=len(widths), n_classes=n_classes)
+        with warnings.catch_warnings():
+            # zarr calls its v3 string dtype "unstable"; xarray reads it back fine
+            warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+            ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
+        group = zarr.open_group(path, mode="r+", zarr_format=3)
+        n_epochs, n_samples = len(epochs), len(coords["sample"])
+        shapes = {f"act_{l}": ((n_samples, w), ("sample", f"unit_{l}")) for l, w in enumerate(widths, 1)}
+        shapes["logits"] = ((n_samples, n_classes), ("sample", "class"))
+        shapes["w_out"] = ((n_classes, widths[-1]), ("class", f"unit_{len(widths)}"))
+        for name, (shape, dims) in shapes.items():
+            group.create_array(name, shape=(n_epochs, *shape), chunks=(1, *shape), dtype=dtype,
+                               fill_value=np.nan, dimension_names=("epoch", *dims),
+                               compressors=zarr.codecs.ZstdCodec(level=3))
+        return cls(path)
+
+    @property
+    def n_complete(self) -> int:
+        return int(self.group.attrs["n_complete"])
+
+    def write(self, index: int, arrays: dict[str, np.ndarray]) -> None:
+        """Write recorded epoch number `index` (all variables), then mark it complete."""
+        for name, value in arrays.items():
+            self.group[name][index] = value
+        self.group.attrs["n_complete"] = index + 1
+
+    def write_async(self, index: int, arrays: dict[str, np.ndarray]) -> None:
+        self._pending.append(self._writer.submit(self.write, index, arrays))
+
+    def wait(self) -> None:
+        """Block until every queued epoch is written (re-raising a writer's error)."""
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.result()
+
+    def truncate(self, n_complete: int) -> None:
+        """Drop epochs past a checkpoint: their slots go back to NaN and are rewritten on resume."""
+        for name, arr in self.group.arrays():
+            if arr.ndim == 3 and arr.metadata.dimension_names[0] == "epoch" and arr.shape[0] > n_complete:
+                arr[n_complete:] = np.nan
+        self.group.attrs["n_complete"] = n_complete
+
+    def finish(self) -> None:
+        self.group.attrs["complete"] = 1
+
+
+def open_activations(path: str | Path) -> xr.Dataset:
+    """Open a finished activations.zarr lazily; refuse one whose training did not finish."""
+    path = Path(path)
+    try:
+        ds = xr.open_zarr(path, consolidated=False)
+    except Exception as e:  # zarr raises several types for a missing or broken store
+        raise ArtifactError(f"{path}: not a readable Zarr store ({type(e).__name__}: {e})") from None
+    if not ds.attrs.get("complete") or ds.attrs.get("n_complete") != ds.sizes["epoch"]:
+        raise ArtifactError(f"{path}: incomplete ({ds.attrs.get('n_complete')} of {ds.sizes['epoch']} "
+                            "recorded epochs); rerun its train job")
+    return ds

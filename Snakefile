@@ -36,6 +36,7 @@ config.update(resolved)
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/metrics.smk"
 include: "rules/threshold.smk"
 
 

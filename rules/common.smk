@@ -7,6 +7,8 @@ BENCH = f"{RESULTS}/benchmarks"
 
 NOISE_TAGS = [noise_tag(config["noise"]["kind"], r) for r in config["noise"]["rates"]]
 RUNS = run_names(config)
+# analyses whose extract_<analysis> rule exists; summarize, figures and findings read all of them
+ANALYSES = ["double_descent", "separation", "large_activation", "routing"]
 
 
 wildcard_constraints:
@@ -28,4 +30,5 @@ def all_targets():
         targets += [f"{RESULTS}/data/dataset.h5"]
         targets += expand(f"{RESULTS}/labels/{{noise}}.h5", noise=NOISE_TAGS)
         targets += expand(f"{RESULTS}/runs/{{run}}/curves.nc", run=RUNS)
+        targets += expand(f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES)
     return targets

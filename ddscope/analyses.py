@@ -1,0 +1,80 @@
+"""One entry point per analysis: read a run's artifacts, call the analysis, tag the result with its source.
+
+Each analysis returns an xarray Dataset written to metrics/<run>/<analysis>.nc. The tag (run id and the
+hash of the training config it came from) lets later steps detect a metric file that belongs to another
+version of the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .artifacts import ArtifactError, atomic_path, read_dataset
+from .config import parse_run
+from .recording import open_activations
+
+CURVE_ANALYSES = ("double_descent",)
+ACTIVATION_ANALYSES = ("separation", "large_activation", "routing", "cka", "probes", "collapse")
+
+
+def probe_inputs(dataset_path: str | Path, acts: xr.Dataset) -> np.ndarray:
+    """Inputs x of the probe samples, in the store's sample order (train ids for clean/noisy, test ids for test)."""
+    data, _ = read_dataset(dataset_path)
+    test = acts.subset.values == "test"
+    ids = acts.sample.values
+    x = np.empty((len(ids), data["x_train"].shape[1]), dtype=np.float32)
+    x[~test] = data["x_train"][ids[~test]]
+    x[test] = data["x_test"][ids[test]]
+    return x
+
+
+def _function(name: str):
+    from importlib import import_module
+
+    return getattr(import_module(f"ddscope.{name}"), f"extract_{name}")
+
+
+def compute(name: str, run_dir: str | Path, params: dict, dataset_path: str | Path | None = None,
+            device: str = "cpu") -> xr.Dataset:
+    """Run analysis `name` on the run in `run_dir` (its curves.nc or activations.zarr)."""
+    run_dir = Path(run_dir)
+    if name in CURVE_ANALYSES:
+        with xr.open_dataset(run_dir / "curves.nc", engine="h5netcdf") as curves:
+            curves = curves.load()
+        ds, source = _function(name)(curves, params), curves.attrs
+    elif name in ACTIVATION_ANALYSES:
+        acts = open_activations(run_dir / "activations.zarr")
+        if name == "large_activation":
+            ds = _function(name)(acts, probe_inputs(dataset_path, acts), params)
+        elif name == "probes":
+            ds = _function(name)(acts, params, device=device)
+        else:
+            ds = _function(name)(acts, params)
+        source = acts.attrs
+    else:
+        raise ValueError(f"unknown analysis {name!r}")
+    ds.attrs.update({f"run_{k}": v for k, v in parse_run(run_dir.name).items()})
+    ds.attrs.update(run=run_dir.name, analysis=name, train_config_sha256=source["train_config_sha256"])
+    return ds
+
+
+def write_metric(ds: xr.Dataset, path: str | Path) -> None:
+    # NetCDF has no bool type: flags are stored as int8 0/1
+    ds = ds.map(lambda v: v.astype(np.int8) if v.dtype == bool else v)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+def open_metric(path: str | Path, train_config_sha256: str | None = None) -> xr.Dataset:
+    """Load a metric file; with a hash, refuse one computed from another version of the run."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: missing (run the workflow to create it)")
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        ds = ds.load()
+    if train_config_sha256 and ds.attrs.get("train_config_sha256") != train_config_sha256:
+        raise ArtifactError(f"{path}: computed from another version of run {ds.attrs.get('run')}; rerun its extract job")
+    return ds

@@ -1,0 +1,99 @@
+# One rule per analysis (extract_<analysis>): metrics/<run>/<analysis>.nc. Each gets only its own
+# analyses.<analysis> block as params, so changing one threshold reruns that analysis and what reads it.
+
+
+def run_file(name):
+    return f"{RESULTS}/runs/{{run}}/{name}"
+
+
+rule extract_double_descent:
+    input:
+        run=run_file("curves.nc"),
+    output:
+        metric=f"{RESULTS}/metrics/{{run}}/double_descent.nc",
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="double_descent",
+        settings=config["analyses"]["double_descent"],
+    log:
+        f"{LOGS}/extract_double_descent/{{run}}.log",
+    benchmark:
+        f"{BENCH}/extract_double_descent/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../envs/ddscope.yaml"
+    script:
+        "../scripts/extract_metric.py"
+
+
+rule extract_separation:
+    input:
+        run=run_file("activations.zarr/zarr.json"),
+    output:
+        metric=f"{RESULTS}/metrics/{{run}}/separation.nc",
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="separation",
+        settings=config["analyses"]["separation"],
+    log:
+        f"{LOGS}/extract_separation/{{run}}.log",
+    benchmark:
+        f"{BENCH}/extract_separation/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/ddscope.yaml"
+    script:
+        "../scripts/extract_metric.py"
+
+
+rule extract_large_activation:
+    input:
+        run=run_file("activations.zarr/zarr.json"),
+        dataset=rules.prepare_dataset.output.dataset,
+    output:
+        metric=f"{RESULTS}/metrics/{{run}}/large_activation.nc",
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="large_activation",
+        settings=config["analyses"]["large_activation"],
+    log:
+        f"{LOGS}/extract_large_activation/{{run}}.log",
+    benchmark:
+        f"{BENCH}/extract_large_activation/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/ddscope.yaml"
+    script:
+        "../scripts/extract_metric.py"
+
+
+rule extract_routing:
+    input:
+        run=run_file("activations.zarr/zarr.json"),
+    output:
+        metric=f"{RESULTS}/metrics/{{run}}/routing.nc",
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="routing",
+        settings=config["analyses"]["routing"],
+    log:
+        f"{LOGS}/extract_routing/{{run}}.log",
+    benchmark:
+        f"{BENCH}/extract_routing/{{run}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/ddscope.yaml"
+    script:
+        "../scripts/extract_metric.py"

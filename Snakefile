@@ -37,6 +37,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/metrics.smk"
+include: "rules/summary.smk"
 include: "rules/threshold.smk"
 
 

@@ -31,4 +31,5 @@ def all_targets():
         targets += expand(f"{RESULTS}/labels/{{noise}}.h5", noise=NOISE_TAGS)
         targets += expand(f"{RESULTS}/runs/{{run}}/curves.nc", run=RUNS)
         targets += expand(f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES)
+        targets += [f"{RESULTS}/tables/summary.csv", f"{RESULTS}/findings.md"]
     return targets

@@ -7,8 +7,10 @@ import sys
 
 sys.path.insert(0, workflow.basedir)
 # jobs (scripts, also under --use-conda or on a cluster node) import ddscope from this checkout
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        [workflow.basedir] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+    )
 )
 
 from ddscope.config import ConfigError, validate_config
@@ -24,7 +26,9 @@ if workflow.overwrite_configfiles:
     config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
 
 try:
-    resolved = validate_config(config, os.path.join(workflow.basedir, "schemas/config.schema.yaml"))
+    resolved = validate_config(
+        config, os.path.join(workflow.basedir, "schemas/config.schema.yaml")
+    )
 except ConfigError as error:
     # an expected mistake: one line, no traceback, before any job starts
     print(f"ddscope: config error: {error}", file=sys.stderr)
@@ -42,6 +46,6 @@ include: "rules/threshold.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

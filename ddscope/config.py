@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import math
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import jsonschema
@@ -111,18 +113,19 @@ def _validate_schema(config: dict, schema: dict) -> None:
 
 def n_flipped(rate: float, n: int) -> int:
     """Exact number of flipped labels: round(rate·N), halves rounded up (not Python's banker's rounding)."""
-    return int(math.floor(rate * n + 0.5))
+    # exact decimal arithmetic: in binary floats 0.29 * 50 is 14.4999..., which would round down
+    return int(math.floor(Fraction(repr(float(rate))) * n + Fraction(1, 2)))
 
 
 def noise_tag(kind: str, rate: float) -> str:
     """`sym30` for 30 % symmetric noise; `pair12.5` for 12.5 % pair-flip."""
-    return f"{NOISE_PREFIX[kind]}{rate * 100:g}"
+    return f"{NOISE_PREFIX[kind]}{(Decimal(repr(float(rate))) * 100).normalize():f}"
 
 
 def parse_noise_tag(tag: str) -> tuple[str, float]:
     for kind, prefix in NOISE_PREFIX.items():
         if tag.startswith(prefix):
-            return kind, float(tag[len(prefix):]) / 100
+            return kind, float(Decimal(tag[len(prefix):]) / 100)
     raise ConfigError(f"noise tag {tag!r} does not start with one of {', '.join(NOISE_PREFIX.values())}")
 
 
@@ -135,8 +138,8 @@ def dataset_sizes(dataset: dict) -> tuple[int, int]:
 def record_epochs(record: dict, epochs: int) -> list[int]:
     """Recorded epochs: every epoch 0..first, then `log_count` log-spaced epochs up to and including the last."""
     spec = record["epochs"]
-    if isinstance(spec, list):
-        return sorted(set(int(e) for e in spec) | {0})
+    if isinstance(spec, list):  # initialisation and the final model are always recorded
+        return sorted(set(int(e) for e in spec) | {0, epochs})
     first = min(spec["first"], epochs)
     out = set(range(first + 1))
     if spec["log_count"] > 0 and epochs > first:

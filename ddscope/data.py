@@ -55,8 +55,9 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def download_cifar10(data_dir: Path, url: str = CIFAR10_URL) -> None:
+def download_cifar10(data_dir: Path, url: str | None = None) -> None:
     """Fetch the official python archive, check its md5, extract; leaves nothing behind on failure."""
+    url = url or CIFAR10_URL
     data_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
         archive = Path(tmp) / "cifar-10-python.tar.gz"

@@ -63,7 +63,7 @@ class ActivationStore:
         for name, (shape, dims) in shapes.items():
             group.create_array(name, shape=(n_epochs, *shape), chunks=(1, *shape), dtype=dtype,
                                fill_value=np.nan, dimension_names=("epoch", *dims),
-                               compressors=zarr.codecs.ZstdCodec(level=3))
+                               compressors=zarr.codecs.ZstdCodec(level=1))  # level 3: same ratio, 1.7x slower
         return cls(path)
 
     @property

@@ -228,7 +228,7 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
 
     work_zarr, ckpt_path = paths.work / "activations.zarr", paths.work / "checkpoint.pt"
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
         if state["fingerprint"] != fp:
             changed = _fingerprint_changes(state["fingerprint"], fp)
             raise ArtifactError(

@@ -1,5 +1,11 @@
 # Shared names and helpers: every path of the study is built here.
-from ddscope.config import has_noisy_label_study, noise_tag, parse_run, record_epochs, run_names
+from ddscope.config import (
+    has_noisy_label_study,
+    noise_tag,
+    parse_run,
+    record_epochs,
+    run_names,
+)
 
 RESULTS = f"results/{config['study']}"
 LOGS = f"{RESULTS}/logs"
@@ -19,7 +25,11 @@ wildcard_constraints:
 def dataset_params():
     """Only the dataset keys that change the data, so e.g. data_dir does not rerun MNIST-1D."""
     d = config["dataset"]
-    keys = ["name", "n_train", "n_test", "seed"] if d["name"] == "mnist1d" else ["name", "data_dir", "download"]
+    keys = (
+        ["name", "n_train", "n_test", "seed"]
+        if d["name"] == "mnist1d"
+        else ["name", "data_dir", "download"]
+    )
     return {k: d[k] for k in keys}
 
 
@@ -30,6 +40,32 @@ def all_targets():
         targets += [f"{RESULTS}/data/dataset.h5"]
         targets += expand(f"{RESULTS}/labels/{{noise}}.h5", noise=NOISE_TAGS)
         targets += expand(f"{RESULTS}/runs/{{run}}/curves.nc", run=RUNS)
-        targets += expand(f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES)
+        targets += expand(
+            f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES
+        )
         targets += [f"{RESULTS}/tables/summary.csv", f"{RESULTS}/findings.md"]
     return targets
+
+
+def train_spec(wildcards):
+    """The resolved training settings of one run: exactly the keys it depends on (so others never rerun it)."""
+    run = parse_run(wildcards.run)
+    t = config["train"]
+    spec = {
+        "run": wildcards.run,
+        "model": run["model"],
+        "hidden": config["models"][run["model"]]["hidden"],
+        "loss": run["loss"],
+        "seed": run["seed"],
+        "record_epochs": record_epochs(config["record"], t["epochs"]),
+        "record_dtype": config["record"]["dtype"],
+    }
+    keys = ["epochs", "batch_size", "lr", "betas", "weight_decay", "eval_every"]
+    keys += ["eval_batch_size", "checkpoint_every", "device"]
+    spec.update({k: t[k] for k in keys})
+    spec["label_smoothing"] = t["label_smoothing"] if run["loss"] == "ls" else 0.0
+    return spec
+
+
+def run_file(name):
+    return f"{RESULTS}/runs/{{run}}/{name}"

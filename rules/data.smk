@@ -1,18 +1,18 @@
 rule prepare_dataset:
     output:
         dataset=f"{RESULTS}/data/dataset.h5",
-    params:
-        dataset=dataset_params(),
     log:
         f"{LOGS}/prepare_dataset.log",
     benchmark:
         f"{BENCH}/prepare_dataset.tsv"
+    conda:
+        "../envs/ddscope.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/ddscope.yaml"
+    params:
+        dataset=dataset_params(),
     script:
         "../scripts/prepare_dataset.py"
 
@@ -22,18 +22,18 @@ rule make_noisy_labels:
         dataset=rules.prepare_dataset.output.dataset,
     output:
         labels=f"{RESULTS}/labels/{{noise}}.h5",
-    params:
-        noise_seed=config["noise"]["seed"],
-        probes=config["probes"],
     log:
         f"{LOGS}/make_noisy_labels/{{noise}}.log",
     benchmark:
         f"{BENCH}/make_noisy_labels/{{noise}}.tsv"
+    conda:
+        "../envs/ddscope.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/ddscope.yaml"
+    params:
+        noise_seed=config["noise"]["seed"],
+        probes=config["probes"],
     script:
         "../scripts/make_noisy_labels.py"

@@ -2,29 +2,25 @@
 # analyses.<analysis> block as params, so changing one threshold reruns that analysis and what reads it.
 
 
-def run_file(name):
-    return f"{RESULTS}/runs/{{run}}/{name}"
-
-
 rule extract_double_descent:
     input:
         run=run_file("curves.nc"),
     output:
         metric=f"{RESULTS}/metrics/{{run}}/double_descent.nc",
-    params:
-        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
-        analysis="double_descent",
-        settings=config["analyses"]["double_descent"],
     log:
         f"{LOGS}/extract_double_descent/{{run}}.log",
     benchmark:
         f"{BENCH}/extract_double_descent/{{run}}.tsv"
+    conda:
+        "../envs/ddscope.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
-    conda:
-        "../envs/ddscope.yaml"
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="double_descent",
+        settings=config["analyses"]["double_descent"],
     script:
         "../scripts/extract_metric.py"
 
@@ -34,20 +30,20 @@ rule extract_separation:
         run=run_file("activations.zarr/zarr.json"),
     output:
         metric=f"{RESULTS}/metrics/{{run}}/separation.nc",
-    params:
-        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
-        analysis="separation",
-        settings=config["analyses"]["separation"],
     log:
         f"{LOGS}/extract_separation/{{run}}.log",
     benchmark:
         f"{BENCH}/extract_separation/{{run}}.tsv"
+    conda:
+        "../envs/ddscope.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/ddscope.yaml"
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="separation",
+        settings=config["analyses"]["separation"],
     script:
         "../scripts/extract_metric.py"
 
@@ -58,20 +54,20 @@ rule extract_large_activation:
         dataset=rules.prepare_dataset.output.dataset,
     output:
         metric=f"{RESULTS}/metrics/{{run}}/large_activation.nc",
-    params:
-        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
-        analysis="large_activation",
-        settings=config["analyses"]["large_activation"],
     log:
         f"{LOGS}/extract_large_activation/{{run}}.log",
     benchmark:
         f"{BENCH}/extract_large_activation/{{run}}.tsv"
+    conda:
+        "../envs/ddscope.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/ddscope.yaml"
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="large_activation",
+        settings=config["analyses"]["large_activation"],
     script:
         "../scripts/extract_metric.py"
 
@@ -81,19 +77,19 @@ rule extract_routing:
         run=run_file("activations.zarr/zarr.json"),
     output:
         metric=f"{RESULTS}/metrics/{{run}}/routing.nc",
-    params:
-        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
-        analysis="routing",
-        settings=config["analyses"]["routing"],
     log:
         f"{LOGS}/extract_routing/{{run}}.log",
     benchmark:
         f"{BENCH}/extract_routing/{{run}}.tsv"
+    conda:
+        "../envs/ddscope.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/ddscope.yaml"
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="routing",
+        settings=config["analyses"]["routing"],
     script:
         "../scripts/extract_metric.py"

@@ -4,23 +4,25 @@
 rule summarize:
     input:
         curves=expand(f"{RESULTS}/runs/{{run}}/curves.nc", run=RUNS),
-        metrics=expand(f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES),
+        metrics=expand(
+            f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES
+        ),
     output:
         runs=f"{RESULTS}/tables/runs.csv",
         summary=f"{RESULTS}/tables/summary.csv",
-    params:
-        runs=RUNS,
-        analyses=ANALYSES,
     log:
         f"{LOGS}/summarize.log",
     benchmark:
         f"{BENCH}/summarize.tsv"
+    conda:
+        "../envs/ddscope.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/ddscope.yaml"
+    params:
+        runs=RUNS,
+        analyses=ANALYSES,
     script:
         "../scripts/summarize.py"
 
@@ -34,20 +36,20 @@ rule findings:
             caption="../report/findings.rst",
             category="Findings",
         ),
+    log:
+        f"{LOGS}/findings.log",
+    benchmark:
+        f"{BENCH}/findings.tsv"
+    conda:
+        "../envs/ddscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         study=config["study"],
         criteria=config["analyses"]["findings"],
         ratio_threshold=config["analyses"]["large_activation"]["ratio_threshold"],
         depths={m: len(spec["hidden"]) for m, spec in config.get("models", {}).items()},
-    log:
-        f"{LOGS}/findings.log",
-    benchmark:
-        f"{BENCH}/findings.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../envs/ddscope.yaml"
     script:
         "../scripts/findings.py"

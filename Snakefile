@@ -13,6 +13,11 @@ os.environ.update(
     )
 )
 
+# jobs set their own thread counts (torch.set_num_threads from `threads:`); keep numpy's BLAS from
+# starting one thread per core in every parallel job
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
 from ddscope.config import ConfigError, validate_config
 
 
@@ -41,6 +46,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/metrics.smk"
+include: "rules/figures.smk"
 include: "rules/summary.smk"
 include: "rules/threshold.smk"
 

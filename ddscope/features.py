@@ -33,10 +33,11 @@ def class_means(a: np.ndarray, labels: np.ndarray, n_classes: int, mask: np.ndar
 
 
 def cosine(u: np.ndarray, v: np.ndarray, axis: int = -1, eps: float = 1e-12) -> np.ndarray:
-    """Cosine similarity along `axis`, broadcasting; 0 where either vector is (near) zero, within [-1, 1]."""
+    """Cosine similarity along `axis`, broadcasting; 0 where either vector is (near) zero, NaN where either
+    has NaN (e.g. the mean of a class without samples), otherwise within [-1, 1]."""
     u = as_float(u)
     v = as_float(v)
     dot = np.sum(u * v, axis=axis)
     norm = np.sqrt(np.sum(u * u, axis=axis) * np.sum(v * v, axis=axis))
     out = np.where(norm > eps, dot / np.maximum(norm, eps), 0.0)
-    return np.clip(out, -1.0, 1.0)
+    return np.clip(np.where(np.isnan(norm), np.nan, out), -1.0, 1.0)

@@ -100,7 +100,8 @@ def open_activations(path: str | Path) -> xr.Dataset:
     """Open a finished activations.zarr lazily; refuse one whose training did not finish."""
     path = Path(path)
     try:
-        ds = xr.open_zarr(path, consolidated=False)
+        # cache=False: a layer read with .values is not kept in memory after the analysis is done with it
+        ds = xr.open_dataset(path, engine="zarr", consolidated=False, cache=False, chunks=None)
     except Exception as e:  # zarr raises several types for a missing or broken store
         raise ArtifactError(f"{path}: not a readable Zarr store ({type(e).__name__}: {e})") from None
     if not ds.attrs.get("complete") or ds.attrs.get("n_complete") != ds.sizes["epoch"]:

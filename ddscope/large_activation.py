@@ -1,0 +1,202 @@
+"""Large activation: a single hidden unit whose value dwarfs the others, and what it encodes.
+
+Per (epoch, layer), over all probes (clean, noisy, test):
+
+- unit_max[t, l, u] = max_s |a_l(x_s)[u]|; padded with NaN past the layer's width (`width`[layer]);
+- top_value = max_u unit_max, top_unit = its argmax (first on ties), median_unit_max = median_u unit_max;
+- ratio = top_value / max(median_unit_max, median_floor). The floor (config analyses.large_activation.
+  median_floor, in activation units) keeps the ratio finite when more than half of the units are dead
+  (median 0): such a layer gets ratio = top_value / median_floor, a dead layer (top 0) gets 0.
+- onset_epoch[l] = first recorded epoch with ratio >= ratio_threshold (NaN if never).
+
+At `n_epochs` analysed epochs (analysed_epoch_indices: log-spaced in epoch + 1 over the recorded schedule,
+first and last recorded epoch included), for the top unit of each layer at that epoch, over the *train*
+probes only (clean + noisy: their inputs are the training inputs the network fitted; test probes are
+left out so that both measures use the same samples):
+
+- input_r2 = cross-validated ridge R^2 of the unit's value on the input x. Folds are interleaved
+  (train probe i in fold i mod cv_folds: deterministic, and balanced whatever the probe order);
+  features are standardised with the training fold's mean and std (constant features only centred);
+  the intercept is not penalised; closed form (primal if D <= n_train_fold, else dual). R^2 pools the
+  out-of-fold predictions: 1 - sum (v - v_hat)^2 / sum (v - mean v)^2, so it is <= 1 and can be < 0
+  for a unit the input does not predict. A constant unit gets 0.
+- output_eta2[target] = correlation ratio eta^2 = between-class sum of squares / total sum of squares
+  of the unit's value grouped by the assigned label, the original label, or the predicted class
+  (argmax of the logits at that epoch). In [0, 1]; a constant unit gets 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ddscope.separation import layer_numbers, load, load_by_sample, probe_info
+
+DEFAULT_PARAMS = {"ratio_threshold": 10.0, "n_epochs": 8, "ridge_alpha": 1.0, "cv_folds": 5, "median_floor": 1e-3}
+TARGETS = ("assigned", "original", "predicted")
+
+
+def analysed_epoch_indices(epochs, n: int) -> np.ndarray:
+    """Positions of min(n, E) recorded epochs spread log-uniformly in (epoch + 1); always the last.
+
+    n >= 2 always includes the first recorded epoch too. Targets falling on the same recorded
+    epoch are topped up greedily with the epoch farthest (in log(epoch + 1)) from those chosen.
+    """
+    x = np.log1p(np.asarray(epochs, dtype=np.float64))
+    e = x.shape[0]
+    n = int(min(max(n, 1), e))
+    if n == 1:
+        return np.array([e - 1])
+    targets = np.linspace(x[0], x[-1], n)
+    chosen = set(np.abs(x[None, :] - targets[:, None]).argmin(axis=1).tolist())
+    while len(chosen) < n:
+        picked = np.fromiter(chosen, dtype=np.int64)
+        dist = np.abs(x[:, None] - x[None, picked]).min(axis=1)
+        dist[picked] = -1.0
+        chosen.add(int(dist.argmax()))
+    return np.array(sorted(chosen))
+
+
+def ridge_cv_r2(x: np.ndarray, y: np.ndarray, alpha: float, n_folds: int) -> np.ndarray:
+    """Cross-validated ridge R^2 of each column of y [n, M] (or [n]) on x [n, D] (module docstring).
+
+    All targets share the folds, so each fold is solved once for every column at the same time.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    y = np.asarray(y, dtype=np.float64)
+    squeeze = y.ndim == 1
+    y = y.reshape(len(y), -1)
+    n, d = x.shape
+    if n < 2:
+        out = np.full(y.shape[1], np.nan)
+        return out[0] if squeeze else out
+    n_folds = int(min(max(n_folds, 2), n))
+    fold = np.arange(n) % n_folds
+    pred = np.empty_like(y)
+    for f in range(n_folds):
+        te, tr = fold == f, fold != f
+        mu = x[tr].mean(axis=0)
+        sd = x[tr].std(axis=0)
+        sd = np.where(sd > 1e-12 * (1.0 + np.abs(mu)), sd, 1.0)
+        xtr = (x[tr] - mu) / sd
+        xte = (x[te] - mu) / sd
+        ym = y[tr].mean(axis=0)
+        yc = y[tr] - ym
+        if d <= xtr.shape[0]:
+            w = np.linalg.solve(xtr.T @ xtr + alpha * np.eye(d), xtr.T @ yc)
+        else:
+            w = xtr.T @ np.linalg.solve(xtr @ xtr.T + alpha * np.eye(xtr.shape[0]), yc)
+        pred[te] = xte @ w + ym
+    ss_res = ((y - pred) ** 2).sum(axis=0)
+    ss_tot = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    constant = ss_tot <= 1e-12 * n * (1.0 + (y ** 2).mean(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.where(constant, 0.0, 1.0 - ss_res / np.where(constant, 1.0, ss_tot))
+    return r2[0] if squeeze else r2
+
+
+def correlation_ratio(values: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """eta^2 of values [..., n] grouped by labels (broadcastable to values); 0 for a constant."""
+    v = np.asarray(values, dtype=np.float64)
+    labels = np.broadcast_to(np.asarray(labels), v.shape)
+    onehot = (labels[..., None] == np.arange(n_classes)).astype(np.float64)  # [..., n, K]
+    counts = onehot.sum(axis=-2)
+    mean = v.mean(axis=-1, keepdims=True)
+    dev = v - mean
+    class_dev = np.einsum("...n,...nk->...k", dev, onehot)  # sum over the class of (v - mean)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        between = np.where(counts > 0, class_dev ** 2 / np.maximum(counts, 1), 0.0).sum(axis=-1)
+    total = (dev ** 2).sum(axis=-1)
+    constant = total <= 1e-12 * v.shape[-1] * (1.0 + (v ** 2).mean(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eta2 = np.where(constant, 0.0, between / np.where(constant, 1.0, total))
+    return np.clip(eta2, 0.0, 1.0)
+
+
+def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict) -> xr.Dataset:
+    """Large-activation statistics of one run (definitions: module docstring).
+
+    x_probe: the probes' inputs [S, ...] in the order of acts.sample (flattened to [S, D]); only the
+    rows of train probes are used. params = config analyses.large_activation (defaults filled).
+    """
+    p = {**DEFAULT_PARAMS, **(params or {})}
+    layers = layer_numbers(acts)
+    info = probe_info(acts)
+    k = info["n_classes"]
+    epochs = np.asarray(acts["epoch"].values)
+    n_samples = info["y_assigned"].shape[0]
+    x = np.asarray(x_probe)
+    if x.shape[0] != n_samples:
+        raise ValueError(f"x_probe has {x.shape[0]} rows, the activations have {n_samples} probe samples")
+    x = x.reshape(n_samples, -1)
+    train = info["clean"] | info["noisy"]
+
+    widths = [int(acts[f"act_{layer}"].shape[-1]) for layer in layers]
+    n_e, n_l, u_max = len(epochs), len(layers), max(widths)
+    unit_max = np.full((n_e, n_l, u_max), np.nan, dtype=np.float32)
+    idx_a = analysed_epoch_indices(epochs, p["n_epochs"])
+    top_at = np.zeros((len(idx_a), n_l, int(train.sum())), dtype=np.float32)  # top unit's value, train probes
+
+    top_value = np.zeros((n_e, n_l), dtype=np.float32)
+    top_unit = np.zeros((n_e, n_l), dtype=np.int64)
+    median = np.zeros((n_e, n_l), dtype=np.float32)
+    train_idx = np.flatnonzero(train)
+    for li, layer in enumerate(layers):
+        a = load_by_sample(acts, f"act_{layer}")  # [sample, epoch, unit]
+        um = np.maximum(a.max(axis=0), -a.min(axis=0))  # [epoch, unit] max |a| over probes, without an |a| copy
+        unit_max[:, li, : widths[li]] = um
+        top_unit[:, li] = np.where(np.isnan(um), -np.inf, um).argmax(axis=1)
+        top_value[:, li] = um[np.arange(n_e), top_unit[:, li]]
+        median[:, li] = np.median(um, axis=1)
+        top_at[:, li, :] = a[train_idx[None, :], idx_a[:, None], top_unit[idx_a, li][:, None]]
+        del a
+
+    ratio = top_value / np.maximum(median, np.float32(p["median_floor"]))
+    reached = ratio >= p["ratio_threshold"]
+    onset = np.where(reached.any(axis=0), epochs[reached.argmax(axis=0)].astype(np.float64), np.nan)
+
+    # what the top unit follows, at the analysed epochs
+    r2 = ridge_cv_r2(x[train], top_at.reshape(-1, top_at.shape[-1]).T, p["ridge_alpha"], p["cv_folds"])
+    r2 = r2.reshape(len(idx_a), n_l)
+    predicted = load(acts, "logits", idx_a).argmax(axis=-1)[:, train]  # [analysed, n_train]
+    if train_idx.size:
+        eta2 = np.stack([
+            correlation_ratio(top_at, info["y_assigned"][train], k),
+            correlation_ratio(top_at, info["y_original"][train], k),
+            correlation_ratio(top_at, predicted[:, None, :], k),
+        ], axis=-1)
+    else:
+        eta2 = np.full((len(idx_a), n_l, len(TARGETS)), np.nan)
+
+    ds = xr.Dataset(
+        {
+            "unit_max": (("epoch", "layer", "unit"), unit_max),
+            "width": (("layer",), np.asarray(widths, dtype=np.int64)),
+            "top_value": (("epoch", "layer"), top_value.astype(np.float32)),
+            "top_unit": (("epoch", "layer"), top_unit),
+            "median_unit_max": (("epoch", "layer"), median.astype(np.float32)),
+            "ratio": (("epoch", "layer"), ratio.astype(np.float32)),
+            "onset_epoch": (("layer",), onset),
+            "analysed_top_unit": (("analysed_epoch", "layer"), top_unit[idx_a]),
+            "input_r2": (("analysed_epoch", "layer"), r2.astype(np.float32)),
+            "output_eta2": (("analysed_epoch", "layer", "target"), eta2.astype(np.float32)),
+        },
+        coords={"epoch": epochs, "layer": np.asarray(layers), "unit": np.arange(u_max),
+                "analysed_epoch": epochs[idx_a], "target": list(TARGETS)},
+    )
+    ds["unit_max"].attrs["description"] = "max over all probes of |a|; NaN for units past the layer's width"
+    ds["ratio"].attrs["description"] = "top_value / max(median_unit_max, median_floor)"
+    ds["onset_epoch"].attrs["description"] = "first epoch with ratio >= ratio_threshold (NaN if never)"
+    ds["input_r2"].attrs["description"] = "cross-validated ridge R^2 of the top unit on the input (train probes)"
+    ds["output_eta2"].attrs["description"] = "correlation ratio of the top unit with a label (train probes)"
+    ds.attrs.update({
+        "analysis": "large_activation",
+        "ratio_threshold": float(p["ratio_threshold"]),
+        "n_epochs": int(p["n_epochs"]),
+        "ridge_alpha": float(p["ridge_alpha"]),
+        "cv_folds": int(p["cv_folds"]),
+        "median_floor": float(p["median_floor"]),
+        "n_train_probes": int(train.sum()),
+        "input_dim": int(x.shape[1]),
+    })
+    return ds

@@ -122,6 +122,43 @@ def claim_routing(runs, depths, p):
     return measured, "margin > 0 for correct and < 0 for incorrect test predictions", verdict
 
 
+def claim_late_change_deeper(runs, depths, p):
+    dd = runs[runs.epochwise_double_descent.astype(float) > 0.5]
+    first, last = dd.cka_late_change_l1.to_numpy(float), dd.cka_late_change_last.to_numpy(float)
+    epoch = _ms(runs.cka_late_epoch, ".0f")
+    measured = (f"runs with epoch-wise double descent: {len(dd)}; 1 − CKA(epoch {epoch}, final): layer 1 {_ms(first)}, "
+                f"last hidden layer {_ms(last)}")
+    ok = np.isfinite(first) & np.isfinite(last)
+    verdict = INCONCLUSIVE if not ok.any() else (
+        SUPPORTED if (last[ok] > first[ok]).mean() >= p["majority"] else NOT_SUPPORTED)
+    return measured, "late change larger in the last than in the first hidden layer, in runs with double descent", verdict
+
+
+def claim_dilation(runs, depths, p):
+    ce = runs[runs.loss == "ce"]
+    d = ce.dilation_final.to_numpy(float)
+    ok = np.isfinite(d)
+    measured = f"cross-entropy runs, final epoch: dilation {_ms(d)}; nc1 {_ms(ce.nc1_final)}"
+    verdict = INCONCLUSIVE if not ok.any() else (SUPPORTED if (d[ok] > 1).mean() >= p["majority"] else NOT_SUPPORTED)
+    return measured, "dilation (noisy / clean mean distance to class means) > 1", verdict
+
+
+def claim_label_smoothing(runs, depths, p):
+    if not {"ce", "ls"} <= set(runs.loss):
+        return ("no label-smoothing runs in this study (see configs/label-smoothing.yaml)",
+                "dilation(ls) < dilation(ce) for the same model", INCONCLUSIVE)
+    parts, smaller = [], []
+    for model, rows in _by_model(runs, depths):
+        ce, ls = rows[rows.loss == "ce"], rows[rows.loss == "ls"]
+        d_ce, d_ls = np.nanmean(ce.dilation_final), np.nanmean(ls.dilation_final)
+        acc = np.nanmean(ls.final_accuracy_test) - np.nanmean(ce.final_accuracy_test)
+        smaller.append(d_ls < d_ce)
+        parts.append(f"{model}: dilation ce {_ms(ce.dilation_final)} vs ls {_ms(ls.dilation_final)}, "
+                     f"test accuracy ls − ce {acc:+.3f}")
+    verdict = SUPPORTED if np.mean(smaller) >= p["majority"] else NOT_SUPPORTED
+    return "; ".join(parts), "mean dilation lower with label smoothing, per model", verdict
+
+
 CLAIMS = [
     ("Only the deepest model shows epoch-wise double descent", claim_dd_deepest_only),
     ("Clean samples are learned before noisy ones", claim_clean_first),
@@ -130,6 +167,9 @@ CLAIMS = [
     ("The large activation follows input patterns rather than output labels", claim_input_not_output),
     ("The model ends in benign overfitting", claim_benign),
     ("Correct test predictions align with clean signals, wrong ones with noisy signals", claim_routing),
+    ("Deeper layers change more late in training when epoch-wise double descent occurs", claim_late_change_deeper),
+    ("Noisy samples are dilated relative to clean ones in the last hidden layer", claim_dilation),
+    ("Label smoothing reduces dilation and changes test accuracy", claim_label_smoothing),
 ]
 
 

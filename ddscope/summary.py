@@ -59,11 +59,11 @@ def _collapse(ds: xr.Dataset) -> dict:
 
 
 def _cka(ds: xr.Dataset) -> dict:
-    """Representation change late in training: 1 − CKA(epoch at the test-error peak or midpoint, final)."""
-    last = ds.epoch_other.values[-1]
-    mid = ds.epoch.values[len(ds.epoch) // 2]
-    change = 1 - ds.cka.sel(epoch=mid, epoch_other=last)
-    return {**_per_layer(change, "cka_late_change")}
+    """Late change of each layer: 1 − CKA(the recorded epoch nearest half-way through training, the final epoch)."""
+    epochs = ds.epoch.values
+    mid = epochs[np.argmin(np.abs(epochs - epochs[-1] / 2))]
+    change = 1 - ds.cka.sel(epoch=mid, epoch_other=epochs[-1])
+    return {**_per_layer(change, "cka_late_change"), "cka_late_epoch": float(mid)}
 
 
 def _probes(ds: xr.Dataset) -> dict:

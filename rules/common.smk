@@ -14,7 +14,15 @@ BENCH = f"{RESULTS}/benchmarks"
 NOISE_TAGS = [noise_tag(config["noise"]["kind"], r) for r in config["noise"]["rates"]]
 RUNS = run_names(config)
 # analyses whose extract_<analysis> rule exists; summarize, figures and findings read all of them
-ANALYSES = ["double_descent", "separation", "large_activation", "routing"]
+ANALYSES = [
+    "double_descent",
+    "separation",
+    "large_activation",
+    "routing",
+    "cka",
+    "probes",
+    "collapse",
+]
 
 
 wildcard_constraints:
@@ -44,6 +52,7 @@ def all_targets():
             f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES
         )
         targets += [f"{RESULTS}/tables/summary.csv", f"{RESULTS}/findings.md"]
+        targets += figure_targets()
     return targets
 
 

@@ -93,3 +93,72 @@ rule extract_routing:
         settings=config["analyses"]["routing"],
     script:
         "../scripts/extract_metric.py"
+
+
+rule extract_cka:
+    input:
+        run=run_file("activations.zarr/zarr.json"),
+    output:
+        metric=f"{RESULTS}/metrics/{{run}}/cka.nc",
+    log:
+        f"{LOGS}/extract_cka/{{run}}.log",
+    benchmark:
+        f"{BENCH}/extract_cka/{{run}}.tsv"
+    conda:
+        "../envs/ddscope.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="cka",
+        settings=config["analyses"]["cka"],
+    script:
+        "../scripts/extract_metric.py"
+
+
+rule extract_probes:
+    input:
+        run=run_file("activations.zarr/zarr.json"),
+    output:
+        metric=f"{RESULTS}/metrics/{{run}}/probes.nc",
+    log:
+        f"{LOGS}/extract_probes/{{run}}.log",
+    benchmark:
+        f"{BENCH}/extract_probes/{{run}}.tsv"
+    conda:
+        "../envs/ddscope.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="probes",
+        settings=config["analyses"]["probes"],
+    script:
+        "../scripts/extract_metric.py"
+
+
+rule extract_collapse:
+    input:
+        run=run_file("activations.zarr/zarr.json"),
+    output:
+        metric=f"{RESULTS}/metrics/{{run}}/collapse.nc",
+    log:
+        f"{LOGS}/extract_collapse/{{run}}.log",
+    benchmark:
+        f"{BENCH}/extract_collapse/{{run}}.tsv"
+    conda:
+        "../envs/ddscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        run_dir=lambda wc: f"{RESULTS}/runs/{wc.run}",
+        analysis="collapse",
+        settings=config["analyses"]["collapse"],
+    script:
+        "../scripts/extract_metric.py"

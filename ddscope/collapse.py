@@ -1,0 +1,192 @@
+"""Neural collapse under label noise (Papyan et al. 2020; memorization–dilation, Nguyen et al. 2023).
+
+Everything is measured on the last hidden layer L at every recorded epoch, vectorised over epochs (in
+chunks of epochs), in float64, on the train probes (clean + noisy) with their assigned labels, unless
+stated otherwise. h_i are the features, y_i the assigned labels, N the number of samples, K the number of
+classes present among them, μ_c the class means, μ_G = mean of the class means (the global mean of a
+class-balanced set; probe sets are stratified by assigned class) and M the centred class means
+μ_c − μ_G, rows of a [K, U] matrix.
+
+- `nc1` = tr(Σ_W Σ_B⁺)/K with Σ_W = (1/N) Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ and Σ_B = (1/K) MᵀM.
+  Σ_B has rank ≤ K−1, so its pseudo-inverse comes from `eigh` of the K×K matrix MMᵀ (same non-zero
+  spectrum), batched over epochs, keeping eigenvalues above `pinv_rcond` × the largest. NaN when all
+  class means coincide (Σ_B = 0, e.g. a dead layer).
+- `nc1_clean`: the same on the clean train probes only.
+- `dilation` = mean distance of noisy samples to the mean of the *clean* samples of their assigned class,
+  over the mean distance of clean samples to their class's clean mean. The clean distances are leave-one-out
+  (the sample's own contribution removed from the mean: exactly n_c/(n_c−1) × the in-sample distance) so that
+  both sides are out-of-sample distances and noisy samples distributed like clean ones give ≈ 1. Classes
+  with fewer than two clean samples are left out of the clean side, classes without clean samples out of
+  the noisy side; NaN without noisy probes, NaN for fully collapsed features (0/0; distances below 1e-10 ×
+  the features' RMS norm count as 0), inf when only the clean samples are collapsed.
+- `nc2_equinorm` = std/mean of ||M_c|| over classes; `nc2_equiangle` = std of the off-diagonal cosines
+  between the M_c (Papyan et al. Fig. 4); `nc2_maxangle` = mean over off-diagonal pairs of
+  |cos + 1/(K−1)| (Papyan et al. Fig. 5). Standard deviations use ddof=1, as Papyan et al.'s code (torch.std).
+- `nc3` = ||W/||W||_F − M/||M||_F||²_F with W = w_out [class, unit] (rows of present classes), not centred.
+- `nc4` = fraction of train probes on which the network's prediction (argmax of the logits) equals the
+  nearest-class-centre classification argmin_c ||h_i − μ_c|| (1 = full agreement).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ddscope.cka import netcdf_attrs
+from ddscope.features import class_means
+from ddscope.probes import subsets
+
+VARIABLES = ("nc1", "nc1_clean", "dilation", "nc2_equinorm", "nc2_equiangle", "nc2_maxangle", "nc3", "nc4")
+DEFAULTS = {"pinv_rcond": 1e-6}
+CHUNK_BYTES = 256 * 2**20
+
+
+def nc1(h: np.ndarray, y: np.ndarray, n_classes: int, rcond: float = 1e-6) -> np.ndarray:
+    """tr(Σ_W Σ_B⁺)/K for h [E, N, U] with labels y [N] → [E] (see the module docstring)."""
+    h = np.asarray(h, dtype=np.float64)
+    y = np.asarray(y)
+    means, counts = class_means(h, y, n_classes)
+    present = counts > 0
+    k = int(present.sum())
+    if k < 2:
+        return np.full(h.shape[0], np.nan)
+    m = means[:, present]
+    m = m - m.mean(1, keepdims=True)  # [E, K, U] centred class means
+    dev = h - means[:, y]  # [E, N, U] within-class deviations
+    lam, vec = np.linalg.eigh(m @ m.transpose(0, 2, 1))  # MMᵀ = U Λ Uᵀ, ascending
+    # Σ_B = MᵀM/K has eigenpairs (λ_k/K, v_k = Mᵀu_k/√λ_k); v_kᵀ Σ_W v_k = mean_i ((h_i − μ_{y_i})·v_k)²
+    q = (dev @ m.transpose(0, 2, 1)) @ vec  # [E, N, K]: (h_i − μ_{y_i})·Mᵀu_k = √λ_k (…)·v_k
+    lam_max = lam[:, -1:]
+    keep = (lam > rcond * lam_max) & (lam_max > 0)
+    safe = np.where(keep, lam, 1.0)
+    sw_along_v = np.mean(q**2, axis=1) / safe  # v_kᵀ Σ_W v_k
+    trace = np.sum(np.where(keep, sw_along_v * k / safe, 0.0), axis=1)
+    return np.where(keep.any(1), trace / k, np.nan)
+
+
+def dilation(h: np.ndarray, y: np.ndarray, clean: np.ndarray, noisy: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean distance of noisy samples to their assigned class's clean mean over that of clean samples
+    (leave-one-out) for h [E, N, U] → [E]."""
+    h = np.asarray(h, dtype=np.float64)
+    y = np.asarray(y)
+    clean, noisy = np.asarray(clean, bool), np.asarray(noisy, bool)
+    if not noisy.any():
+        return np.full(h.shape[0], np.nan)
+    means, counts = class_means(h, y, n_classes, mask=clean)
+    dist = np.linalg.norm(h - means[:, y], axis=-1)  # [E, N], NaN for classes without clean samples
+    # round-off of the means is no spread: collapsed features give 0/0 = NaN, not a ratio of round-off errors
+    tiny = 1e-10 * np.sqrt(np.mean(np.sum(h**2, axis=-1), axis=1, keepdims=True))
+    dist = np.where(dist <= tiny, 0.0, dist)
+    n_c = counts[y].astype(np.float64)
+    loo = np.where(n_c >= 2, n_c / np.maximum(n_c - 1, 1), np.nan)
+    d_noisy, d_clean = np.where(noisy, dist, np.nan), np.where(clean, dist * loo, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):  # mean over finite entries; 0/0 → NaN, x/0 → inf
+        d_noisy = np.nansum(d_noisy, 1) / np.isfinite(d_noisy).sum(1)
+        d_clean = np.nansum(d_clean, 1) / np.isfinite(d_clean).sum(1)
+        return d_noisy / d_clean
+
+
+def nc2(means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equinorm, equiangle and max-angle for class means [E, K, U] (uncentred; classes all present)."""
+    k = means.shape[1]
+    m = means - means.mean(1, keepdims=True)
+    norms = np.linalg.norm(m, axis=-1)  # [E, K]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        equinorm = norms.std(1, ddof=1) / norms.mean(1)
+        unit = m / np.where(norms > 0, norms, np.nan)[..., None]
+        cos = unit @ unit.transpose(0, 2, 1)
+    off = ~np.eye(k, dtype=bool)
+    cos_off = cos[:, off]  # [E, K(K−1)]
+    equiangle = cos_off.std(1, ddof=1)
+    maxangle = np.abs(cos_off + 1.0 / (k - 1)).mean(1)
+    return equinorm, equiangle, maxangle
+
+
+def nc3(w: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """||W/||W||_F − M/||M||_F||²_F for w [E, K, U] and class means [E, K, U] (centred here)."""
+    w = np.asarray(w, dtype=np.float64)
+    m = means - means.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wn = w / np.linalg.norm(w, axis=(1, 2))[:, None, None]
+        mn = m / np.linalg.norm(m, axis=(1, 2))[:, None, None]
+    return np.sum((wn - mn) ** 2, axis=(1, 2))
+
+
+def nc4(h: np.ndarray, logits: np.ndarray, means: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Fraction of samples where argmax logits == nearest class mean, h [E, N, U], logits [E, N, C]."""
+    h = np.asarray(h, dtype=np.float64)
+    sq = -2.0 * (h @ np.nan_to_num(means).transpose(0, 2, 1)) + np.nansum(means**2, axis=-1)[:, None, :]
+    sq[..., ~present] = np.inf  # ||h||² is common to all classes
+    ncc = sq.argmin(-1)
+    net = np.asarray(logits).argmax(-1)
+    return (ncc == net).mean(1)
+
+
+def collapse_metrics(h, logits, w_out, y, clean, noisy, n_classes: int, rcond: float = 1e-6) -> dict:
+    """All collapse metrics for one chunk of epochs: h [E, N, U] (train probes), logits [E, N, C],
+    w_out [E, C, U], assigned labels y [N], masks clean/noisy [N]. Returns {name: [E]}."""
+    h = np.asarray(h, dtype=np.float64)
+    y = np.asarray(y)
+    clean = np.asarray(clean, bool)
+    means, counts = class_means(h, y, n_classes)
+    present = counts > 0
+    out = {"nc1": nc1(h, y, n_classes, rcond)}
+    out["nc1_clean"] = nc1(h[:, clean], y[clean], n_classes, rcond) if clean.any() else np.full(len(h), np.nan)
+    out["dilation"] = dilation(h, y, clean, noisy, n_classes)
+    if present.sum() >= 2:
+        eqn, eqa, maxa = nc2(means[:, present])
+        out["nc2_equinorm"], out["nc2_equiangle"], out["nc2_maxangle"] = eqn, eqa, maxa
+        out["nc3"] = nc3(np.asarray(w_out)[:, present], means[:, present])
+    else:
+        for name in ("nc2_equinorm", "nc2_equiangle", "nc2_maxangle", "nc3"):
+            out[name] = np.full(len(h), np.nan)
+    out["nc4"] = nc4(h, logits, means, present)
+    return out
+
+
+def extract_collapse(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset:
+    """Collapse metrics [epoch] of the last hidden layer on the train probes (clean + noisy), assigned labels.
+
+    params: the `analyses.collapse` config block (pinv_rcond). Loads the last layer in chunks of epochs.
+    """
+    params = {**DEFAULTS, **(params or {})}
+    n_layers = int(acts.attrs["n_layers"])
+    n_classes = int(acts.attrs["n_classes"])
+    subset = subsets(acts)
+    train = np.flatnonzero((subset == "clean") | (subset == "noisy"))
+    if train.size == 0:
+        raise ValueError("collapse: no train probe samples (clean or noisy)")
+    y = np.asarray(acts["y_assigned"].values, dtype=np.int64)[train]
+    clean, noisy = subset[train] == "clean", subset[train] == "noisy"
+    act = acts[f"act_{n_layers}"]
+    epochs = np.asarray(acts["epoch"].values)
+    n_units = act.shape[-1]
+    chunk = int(max(1, CHUNK_BYTES // (4 * train.size * n_units * 8)))
+    results = {name: [] for name in VARIABLES}
+    for e0 in range(0, len(epochs), chunk):
+        sel = {"epoch": slice(e0, e0 + chunk)}
+        h = act.isel(sel).values[:, train]
+        logits = acts["logits"].isel(sel).values[:, train].astype(np.float32)
+        w_out = acts["w_out"].isel(sel).values.astype(np.float64)
+        chunk_out = collapse_metrics(h, logits, w_out, y, clean, noisy, n_classes, float(params["pinv_rcond"]))
+        for name in VARIABLES:
+            results[name].append(chunk_out[name])
+    descriptions = {
+        "nc1": "tr(Sigma_W Sigma_B^+)/K, train probes (clean + noisy), assigned labels",
+        "nc1_clean": "tr(Sigma_W Sigma_B^+)/K, clean train probes",
+        "dilation": "mean distance of noisy probes to their assigned class's clean mean "
+                    "/ same for clean probes (leave-one-out)",
+        "nc2_equinorm": "std/mean of the norms of the centred class means",
+        "nc2_equiangle": "std of the off-diagonal cosines between centred class means",
+        "nc2_maxangle": "mean |cos + 1/(K-1)| over off-diagonal pairs of centred class means",
+        "nc3": "||W/||W||_F - M/||M||_F||_F^2, W = w_out, M = centred class means",
+        "nc4": "fraction of train probes where the network's prediction equals the nearest class centre",
+    }
+    data = {name: ("epoch", np.concatenate(results[name]).astype(np.float64), {"description": descriptions[name]})
+            for name in VARIABLES}
+    return xr.Dataset(
+        data, coords={"epoch": epochs},
+        attrs={"analysis": "collapse", "layer": n_layers, "labels": "assigned",
+               "samples": "train probes (clean + noisy)",
+               "n_train": int(train.size), "n_noisy": int(noisy.sum()), **netcdf_attrs(params)},
+    )

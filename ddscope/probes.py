@@ -1,0 +1,158 @@
+"""Linear probes per layer and epoch, and agreement of their decision regions.
+
+At `n_epochs` recorded epochs spread over the schedule (see `select_epochs`), one linear softmax probe per
+hidden layer is trained on the clean probe samples with their original labels. Protocol (deterministic,
+no randomness at all):
+
+- features standardised per (epoch, unit) with the mean and std of the clean probe samples
+  (units constant on them are zeroed);
+- multinomial logistic regression, weights and biases initialised at 0, loss = mean cross-entropy
+  + l2·||W||²_F (bias not penalised);
+- full-batch Adam for a fixed number of `steps` with learning rate `lr`. Adam acts elementwise, so the
+  probes of all probe epochs of a layer are trained in one batched optimisation ([epoch, unit, class]
+  weights, summed losses) and each comes out exactly as if trained alone.
+
+Outputs: `probe_accuracy`[probe_epoch, layer, target] with target ∈ {clean (training accuracy, original
+labels), test (true labels), noisy_original, noisy_assigned} (NaN where the subset is empty), and
+`agreement`[layer, probe_epoch, probe_epoch_other] = fraction of test probes on which the probes of the two
+epochs predict the same class (diagonal 1, symmetric).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ddscope.cka import netcdf_attrs
+
+TARGETS = ("clean", "test", "noisy_original", "noisy_assigned")
+DEFAULTS = {"n_epochs": 8, "steps": 300, "lr": 0.02, "l2": 1e-4}
+
+
+def select_epochs(epochs, n: int) -> np.ndarray:
+    """Indices of `n` recorded epochs spread over the schedule, first and last included.
+
+    Targets are log-spaced in epoch+1 between the first and last recorded epoch (so epoch 0 = init works);
+    each target takes the nearest (in log(epoch+1)) recorded epoch not taken yet. Returns sorted, distinct
+    indices; all indices when fewer than `n` epochs were recorded.
+    """
+    epochs = np.asarray(epochs, dtype=np.float64)
+    m = len(epochs)
+    if n >= m:
+        return np.arange(m)
+    if n == 1:
+        return np.array([m - 1])
+    pos = np.log1p(epochs - epochs[0])  # in case the first recorded epoch is not 0
+    targets = np.linspace(pos[0], pos[-1], n)
+    chosen: list[int] = [0, m - 1]
+    for target in targets[1:-1]:
+        free = np.setdiff1d(np.arange(m), chosen)
+        chosen.append(int(free[np.argmin(np.abs(pos[free] - target))]))
+    return np.array(sorted(chosen))
+
+
+def subsets(acts: xr.Dataset) -> np.ndarray:
+    """The per-sample `subset` coordinate as a plain str array, whatever zarr returned (StringDType, bytes, object)."""
+    values = np.asarray(acts["subset"].values).tolist()
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
+
+
+def _standardise(x: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """x [P, S, U]; standardise with mean/std over the training samples, per (epoch, unit)."""
+    xt = x[:, train]
+    mean = xt.mean(1, keepdim=True)
+    std = xt.std(1, keepdim=True, unbiased=False)
+    keep = std > 1e-6 * (mean.abs() + 1.0)
+    return torch.where(keep, (x - mean) / torch.where(keep, std, 1.0), 0.0)
+
+
+def train_probes(x, y, train, n_classes: int, steps: int = 300, lr: float = 0.02, l2: float = 1e-4,
+                 device="cpu") -> np.ndarray:
+    """Train one softmax probe per leading index of x [P, S, U] on samples `train` (bool [S]) with labels y [S].
+
+    Returns the predicted class of every sample, [P, S] int64. See the module docstring for the protocol.
+    """
+    device = torch.device(device)
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+    train = torch.as_tensor(np.asarray(train, dtype=bool), device=device)
+    y = torch.as_tensor(np.asarray(y, dtype=np.int64), device=device)
+    n_p, _, n_u = x.shape
+    x = _standardise(x, train)
+    xt, yt = x[:, train], y[train]
+    w = torch.zeros(n_p, n_u, n_classes, device=device, requires_grad=True)
+    b = torch.zeros(n_p, 1, n_classes, device=device, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    targets = yt.expand(n_p, -1).reshape(-1)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        logits = torch.baddbmm(b, xt, w)
+        # mean cross-entropy per probe, summed over probes (Adam is invariant to the sum's scale per weight)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), targets, reduction="sum")
+        loss = loss / yt.numel() + l2 * w.square().sum()
+        loss.backward()
+        opt.step()
+    with torch.inference_mode():
+        pred = torch.baddbmm(b, x, w).argmax(-1)
+    return pred.cpu().numpy()
+
+
+def _accuracy(pred: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """pred [P, S] → accuracy [P] on the masked samples (NaN if none)."""
+    if not mask.any():
+        return np.full(pred.shape[0], np.nan)
+    return (pred[:, mask] == labels[mask]).mean(1)
+
+
+def agreement(pred: np.ndarray) -> np.ndarray:
+    """pred [P, S] → [P, P] fraction of samples on which two rows predict the same class."""
+    if pred.shape[1] == 0:
+        return np.full((pred.shape[0],) * 2, np.nan)
+    return (pred[:, None, :] == pred[None, :, :]).mean(-1)
+
+
+def extract_probes(acts: xr.Dataset, params: dict | None = None, device="cpu") -> xr.Dataset:
+    """Probe accuracy and agreement per layer at `n_epochs` epochs; one layer loaded at a time.
+
+    params: the `analyses.probes` config block (n_epochs, steps, lr, l2; defaults as in the schema).
+    """
+    params = {**DEFAULTS, **(params or {})}
+    n_layers = int(acts.attrs["n_layers"])
+    n_classes = int(acts.attrs["n_classes"])
+    idx = select_epochs(acts["epoch"].values, int(params["n_epochs"]))
+    probe_epochs = np.asarray(acts["epoch"].values)[idx]
+    subset = subsets(acts)
+    y_orig = np.asarray(acts["y_original"].values, dtype=np.int64)
+    y_assigned = np.asarray(acts["y_assigned"].values, dtype=np.int64)
+    clean, noisy, test = subset == "clean", subset == "noisy", subset == "test"
+    if not clean.any():
+        raise ValueError("probes: no clean probe samples to train on")
+
+    acc = np.full((len(idx), n_layers, len(TARGETS)), np.nan)
+    agree = np.full((n_layers, len(idx), len(idx)), np.nan)
+    for layer in range(1, n_layers + 1):
+        feats = acts[f"act_{layer}"].isel(epoch=idx).values  # [P, S, U], this layer only
+        pred = train_probes(feats, y_orig, clean, n_classes, steps=int(params["steps"]), lr=float(params["lr"]),
+                            l2=float(params["l2"]), device=device)
+        del feats
+        acc[:, layer - 1, 0] = _accuracy(pred, y_orig, clean)
+        acc[:, layer - 1, 1] = _accuracy(pred, y_orig, test)
+        acc[:, layer - 1, 2] = _accuracy(pred, y_orig, noisy)
+        acc[:, layer - 1, 3] = _accuracy(pred, y_assigned, noisy)
+        agree[layer - 1] = agreement(pred[:, test])
+
+    return xr.Dataset(
+        {
+            "probe_accuracy": (("probe_epoch", "layer", "target"), acc.astype(np.float32),
+                               {"description": "accuracy of the layer's linear probe (trained on clean probes, "
+                                               "original labels) on each target subset/label kind"}),
+            "agreement": (("layer", "probe_epoch", "probe_epoch_other"), agree.astype(np.float32),
+                          {"description": "fraction of test probes on which the two epochs' probes "
+                                          "predict the same class"}),
+        },
+        coords={"probe_epoch": probe_epochs, "probe_epoch_other": probe_epochs,
+                "layer": np.arange(1, n_layers + 1), "target": list(TARGETS)},
+        attrs={"analysis": "probes", "optimizer": "full-batch Adam, zero init", "standardise": "clean probes, per unit",
+               "train_samples": "clean probes, original labels", "n_train": int(clean.sum()), "n_test": int(test.sum()),
+               **netcdf_attrs(params)},
+    )

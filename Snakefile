@@ -42,6 +42,10 @@ config.clear()
 config.update(resolved)
 
 
+report: "report/workflow.rst"
+
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"

@@ -28,8 +28,8 @@ Definitions (all on the *smoothed* test curves, evaluated epochs only):
   (noisy fitted, test error falls again) = after phase2_end. Without epoch-wise double descent
   (flag false) the phases are undefined and both boundaries are NaN.
 
-Epoch scalars are float64 (NaN when undefined); flags are bool variables (h5netcdf stores them
-as int8 with a dtype attribute and reads them back as bool).
+Epoch scalars are float64 (NaN when undefined); flags are bool in memory; `write_metric` stores them
+as int8 0/1 and `open_metric` returns int8.
 """
 
 from __future__ import annotations

@@ -1,0 +1,142 @@
+"""A tiny study end to end (train, every analysis, tables, findings, figures, report) and its reruns."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+from conftest import run_snakemake, scheduled_jobs
+
+from ddscope.recording import open_activations
+
+TINY = {
+    "study": "tiny",
+    "dataset": {"name": "mnist1d", "n_train": 600, "n_test": 200},
+    "noise": {"rates": [0.3]},
+    "probes": {"clean": 40, "noisy": 30, "test": 40},
+    "models": {"mlp3": {"hidden": [16, 16]}, "mlp5": {"hidden": [16, 16, 16, 16]}},
+    "train": {"seeds": [0], "epochs": 6, "checkpoint_every": 2, "batch_size": 64},
+    "record": {"epochs": {"first": 2, "log_count": 3}},
+    "analyses": {"probes": {"n_epochs": 3, "steps": 20}, "large_activation": {"n_epochs": 3}},
+}
+RUNS = ["mlp3-sym30-ce-s0", "mlp5-sym30-ce-s0"]
+ANALYSES = ["double_descent", "separation", "large_activation", "routing", "cka", "probes", "collapse"]
+FIGURES = ["curves", "double_descent", "separation", "large_activation", "routing", "cka", "probes", "collapse"]
+
+
+def write_config(workdir, config, name="config.yaml"):
+    path = workdir / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("study")
+    result = run_snakemake(workdir, configfile=write_config(workdir, TINY), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return workdir
+
+
+def dry_run(workdir, config) -> dict[str, int]:
+    result = run_snakemake(workdir, "-n", configfile=write_config(workdir, config, "changed.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return scheduled_jobs(result.stdout + result.stderr)
+
+
+def changed(section, key, value):
+    config = copy.deepcopy(TINY)
+    config.setdefault(section, {})
+    node = config[section]
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return config
+
+
+def test_every_output_exists_with_its_variables(study):
+    root = study / "results" / "tiny"
+    for run in RUNS:
+        acts = open_activations(root / "runs" / run / "activations.zarr")
+        n_layers = 2 if run.startswith("mlp3") else 4
+        assert {f"act_{l}" for l in range(1, n_layers + 1)} | {"logits", "w_out"} == set(acts.data_vars)
+        assert {"epoch", "sample", "subset", "y_assigned", "y_original"} <= set(acts.coords)
+        curves = xr.open_dataset(root / "runs" / run / "curves.nc")
+        assert set(curves.data_vars) == {"loss", "accuracy"}
+        assert (root / "runs" / run / "model.pt").stat().st_size > 0
+        expected = {
+            "double_descent": {"dd_depth", "dd_recovery", "epochwise_double_descent", "t_fit_clean", "t_fit_noisy",
+                               "benign_overfitting", "phase1_end", "phase2_end", "test_error_smooth"},
+            "separation": {"cos_clean_noisy", "separation_mean"},
+            "large_activation": {"top_value", "top_unit", "median_unit_max", "ratio", "onset_epoch", "input_r2",
+                                 "output_eta2"},
+            "routing": {"routing", "routing_margin"},
+            "cka": {"cka"},
+            "probes": {"probe_accuracy", "agreement"},
+            "collapse": {"nc1", "nc1_clean", "dilation", "nc2_equinorm", "nc2_equiangle", "nc3", "nc4"},
+        }
+        for analysis, names in expected.items():
+            ds = xr.open_dataset(root / "metrics" / run / f"{analysis}.nc")
+            assert names <= set(ds.data_vars), (analysis, names - set(ds.data_vars))
+            assert ds.attrs["run"] == run and ds.attrs["train_config_sha256"] == curves.attrs["train_config_sha256"]
+        cka = xr.open_dataset(root / "metrics" / run / "cka.nc").cka
+        assert cka.dims == ("layer", "epoch", "epoch_other")
+        diagonal = np.diagonal(cka.values, axis1=1, axis2=2)
+        np.testing.assert_allclose(diagonal[diagonal > 0], 1, atol=1e-5)  # 0 only for a dead layer
+    runs = pd.read_csv(root / "tables" / "runs.csv")
+    assert list(runs.run) == RUNS and {"dd_depth", "separation_final_l1", "dilation_final"} <= set(runs.columns)
+    summary = pd.read_csv(root / "tables" / "summary.csv")
+    assert {"dd_depth_mean", "dd_depth_std", "n_seeds"} <= set(summary.columns)
+    findings = (root / "findings.md").read_text()
+    claims = [line for line in findings.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(claims) == 10 and all(line.rstrip().endswith(("**supported** |", "**not supported** |",
+                                                              "**inconclusive** |")) for line in claims)
+    for figure in FIGURES:
+        png = root / "figures" / f"{figure}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+
+
+def test_report_is_self_contained(study):
+    report = study / "report.html"
+    result = run_snakemake(study, "--report", report, configfile=write_config(study, TINY))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 50_000  # figures are embedded, not linked
+    for figure in FIGURES:
+        assert f"{figure}.png" in html, figure
+
+
+def test_nothing_to_do_after_a_run(study):
+    assert dry_run(study, TINY) == {}
+
+
+def test_figure_setting_reruns_only_plots(study):
+    jobs = dry_run(study, changed("figures", "dpi", 80))
+    assert set(jobs) - {"all"} == {f"plot_{f}" for f in FIGURES}
+
+
+def test_analysis_threshold_reruns_that_analysis_and_its_readers(study):
+    jobs = dry_run(study, changed("analyses", "large_activation.ratio_threshold", 3.0))
+    assert jobs.get("extract_large_activation") == len(RUNS)
+    assert not {"train", "extract_separation", "extract_cka", "extract_double_descent"} & set(jobs)
+    assert "summarize" in jobs and "findings" in jobs and "plot_large_activation" in jobs
+
+
+def test_findings_criterion_reruns_only_findings(study):
+    assert set(dry_run(study, changed("analyses", "findings.majority", 0.9))) - {"all"} == {"findings"}
+
+
+def test_new_seed_trains_only_the_new_runs(study):
+    jobs = dry_run(study, changed("train", "seeds", [0, 1]))
+    assert jobs["train"] == len(RUNS) and jobs["extract_cka"] == len(RUNS)
+    assert "prepare_dataset" not in jobs and "make_noisy_labels" not in jobs
+
+
+def test_learning_rate_retrains(study):
+    jobs = dry_run(study, changed("train", "lr", 3e-3))
+    assert jobs["train"] == len(RUNS) and "prepare_dataset" not in jobs

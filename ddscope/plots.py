@@ -1,4 +1,5 @@
-"""Figures of the epoch-wise double-descent analyses: one function per figure, all runs of a study.
+"""Figures of the epoch-wise double-descent, representation (CKA, probes) and neural-collapse analyses:
+one function per figure, all runs of a study.
 
 Every function takes the loaded per-run datasets as a mapping run id -> xr.Dataset (run ids like
 `mlp7-sym30-ce-s0`), groups the runs by condition (model, noise, loss) and draws, for each condition,
@@ -31,7 +32,7 @@ from .artifacts import atomic_path
 from .config import parse_run
 
 BANDS = ("std", "sem", "minmax")
-FIGURES = ("curves", "double_descent", "separation", "large_activation", "routing")
+FIGURES = ("curves", "double_descent", "separation", "large_activation", "routing", "cka", "probes", "collapse")
 SPLITS = ("train_all", "train_clean", "train_noisy_assigned", "train_noisy_original", "test")
 SPLIT_STYLE = {  # colour, label
     "train_all": ("#222222", "train, all (assigned labels)"),
@@ -153,13 +154,14 @@ def _nanmean(values) -> float:
     return float(v.mean()) if v.size else math.nan
 
 
-def _line_band(ax, x, da, band, color, label=None, ls="-", lw=1.6, alpha=BAND_ALPHA, positive=False, zorder=2):
+def _line_band(ax, x, da, band, color, label=None, ls="-", lw=1.6, alpha=BAND_ALPHA, positive=False, zorder=2,
+               **kw):
     mean, lo, hi = seed_band(da, band)
     if positive:  # log axes: keep the band's lower edge drawable
         floor = np.nanmin(np.where(mean > 0, mean, np.nan)) if np.any(mean > 0) else 1e-12
         lo = np.where(lo > 0, lo, floor * 0.5)
     ax.fill_between(x, lo, hi, color=color, alpha=alpha, linewidth=0, zorder=zorder - 1)
-    (line,) = ax.plot(x, mean, color=color, ls=ls, lw=lw, label=label, zorder=zorder)
+    (line,) = ax.plot(x, mean, color=color, ls=ls, lw=lw, label=label, zorder=zorder, **kw)
     return line
 
 
@@ -177,6 +179,17 @@ def epoch_axis(ax, epochs=None, label: bool = True) -> None:
         ax.set_xlim(float(np.min(epochs)), float(np.max(epochs)))
     if label:
         ax.set_xlabel(EPOCH_LABEL)
+
+
+def epoch_yaxis(ax, label: str | None = None) -> None:
+    """The y axis of an epoch × epoch heatmap: the same symmetric-log scale and ticks as `epoch_axis`."""
+    ax.set_yscale("symlog", linthresh=1.0, linscale=0.4)
+    ax.yaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=1.0))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_locator(SymmetricalLogLocator(base=10, linthresh=1.0, subs=np.arange(2, 10)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    if label:
+        ax.set_ylabel(label)
 
 
 def log_y(ax) -> None:
@@ -595,6 +608,223 @@ def plot_routing(routing: Mapping[str, xr.Dataset], band: str = "std", max_cols:
     fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), fontsize=8.5, frameon=False)
     _suptitle(fig, "Routing: do test samples line up with the clean or the noisy training signal of their predicted "
                  "class?\n" + _subtitle(conds, band, "class means of clean / noisy training probes by assigned label"))
+    return fig
+
+
+# --- representation dynamics: CKA, probes ---------------------------------------------------------------
+
+
+PROBE_TARGET_STYLE = {  # line style, label
+    "test": ("-", "test probes, true label"),
+    "noisy_original": ("--", "noisy train probes, original (true) label"),
+    "noisy_assigned": (":", "noisy train probes, assigned (wrong) label"),
+}
+COLLAPSE_TOP = (  # variable, title, y label, log
+    ("nc1", "NC1: within- / between-class variability", "tr(Σ_W Σ_B⁺)/K (log scale)\nlower = more collapsed", True),
+    ("nc1_clean", "NC1 of the clean probes only", "tr(Σ_W Σ_B⁺)/K (log scale)\nlower = more collapsed", True),
+    ("dilation", "Dilation of the noisy samples", "noisy / clean mean distance\nto the clean class mean", False),
+)
+COLLAPSE_BOTTOM = (  # variable, title, y label
+    ("nc2_equinorm", "NC2: equal norms of class means", "std / mean of ||μ_c − μ_G||\n(→ 0)"),
+    ("nc2_equiangle", "NC2: equal angles of class means", "std of the cosines\nbetween class means (→ 0)"),
+    ("nc3", "NC3: classifier aligned with class means", "||W/||W|| − M/||M||||²\n(→ 0)"),
+    ("nc4", "NC4: network = nearest class centre", "fraction of train probes\nwhere they agree (→ 1)"),
+)
+
+
+def _seed_mean(da: xr.DataArray) -> xr.DataArray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return da.mean("seed", skipna=True) if "seed" in da.dims else da
+
+
+def _epoch_heatmap(ax, epochs, matrix, cmap, vmin=0.0, vmax=1.0, xlabel=True, ylabel=True):
+    """An epoch × epoch matrix (rows = y = `epoch`, columns = x = `epoch_other`) on symlog axes; square."""
+    edges = _symlog_edges(epochs)
+    mesh = ax.pcolormesh(edges, edges, np.asarray(matrix, dtype=np.float64), cmap=cmap, vmin=vmin, vmax=vmax,
+                         shading="flat", rasterized=True)
+    epoch_axis(ax, None, label=False)
+    epoch_yaxis(ax, "epoch" if ylabel else None)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(edges[0], edges[-1])
+    ax.set_box_aspect(1)
+    ax.tick_params(labelsize=7.5)
+    if xlabel:
+        ax.set_xlabel("epoch", fontsize=8.5)
+    return mesh
+
+
+def plot_cka(cka: Mapping[str, xr.Dataset], band: str = "std") -> Figure:
+    """Per condition (row): CKA to the final epoch per layer (left), epoch × epoch CKA per hidden layer."""
+    _check(cka, "cka")
+    groups = group_seeds(cka)
+    conds = list(groups)
+    colors = model_colors(_models(conds))
+    labels = condition_labels(conds)
+    n_layers_max = max(int(groups[c].sizes["layer"]) for c in conds)
+    lcolors = layer_colors(n_layers_max)
+    fig = _new_figure(1.6 + 2.75 * (n_layers_max + 1), 1.9 + 2.75 * len(conds))
+    axes = fig.subplots(len(conds), n_layers_max + 1, squeeze=False)
+    mesh, maps = None, []
+    for row, cond in enumerate(conds):
+        ds = groups[cond]
+        epochs = ds["epoch"].values
+        layers = [int(layer) for layer in ds["layer"].values]
+        last = epochs[-1]
+        color_model = colors[cond.split("-")[0]]
+        ax_line = axes[row, 0]
+        for layer in layers:
+            da = ds["cka"].sel(layer=layer, epoch_other=last)
+            _line_band(ax_line, epochs, da, band, lcolors[layer - 1], f"layer {layer}", marker="o", ms=2.5)
+        epoch_axis(ax_line, epochs, label=row == len(conds) - 1)
+        ax_line.set_ylim(-0.03, 1.03)
+        ax_line.set_box_aspect(1)
+        ax_line.set_ylabel(f"CKA with the final epoch ({last:g})")
+        ax_line.grid(alpha=0.3, lw=0.5)
+        ax_line.tick_params(labelsize=7.5)
+        _title(ax_line, f"{labels[cond]}: CKA to final epoch", color_model, loc="left")
+        mean = _seed_mean(ds["cka"]).transpose("layer", "epoch", "epoch_other")
+        for col in range(1, n_layers_max + 1):
+            ax = axes[row, col]
+            if col > len(layers):
+                ax.remove()
+                continue
+            layer = layers[col - 1]
+            mesh = _epoch_heatmap(ax, epochs, mean.sel(layer=layer).values, "viridis",
+                                  xlabel=row == len(conds) - 1, ylabel=col == 1)
+            maps.append(ax)
+            _title(ax, f"{labels[cond]} · layer {layer}", color_model, loc="left")
+    if mesh is not None:
+        cbar = fig.colorbar(mesh, ax=maps, shrink=0.8, pad=0.01, aspect=30)
+        cbar.set_label("linear CKA between two epochs, mean over seeds\n(1 = same representation up to rotation "
+                       "and scale)")
+    handles = [Line2D([], [], color=lcolors[i], lw=2.5, marker="o", ms=3, label=f"layer {i + 1}")
+               for i in range(n_layers_max)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(8, len(handles)), fontsize=8.5, frameon=False,
+               title="left column: hidden layer (1 = input side), " + BAND_LABEL[band], title_fontsize=8.5)
+    _suptitle(fig, "Representation dynamics: linear CKA of each hidden layer with itself across epochs\n"
+                 + _subtitle(conds, band, "all probe samples; heatmaps: mean over seeds"))
+    return fig
+
+
+def plot_probes(probes: Mapping[str, xr.Dataset], band: str = "std", max_cols: int = 4) -> Figure:
+    """Per condition: linear-probe accuracy per layer (top), agreement of the probes across epochs (below)."""
+    _check(probes, "probes")
+    groups = group_seeds(probes)
+    conds = list(groups)
+    colors = model_colors(_models(conds))
+    labels = condition_labels(conds)
+    n_layers_max = max(int(groups[c].sizes["layer"]) for c in conds)
+    lcolors = layer_colors(n_layers_max)
+    n_cols = min(len(conds), max_cols)
+    n_blocks = math.ceil(len(conds) / n_cols)
+    fig = _new_figure(1.4 + 3.9 * n_cols, 1.6 + 9.4 * n_blocks)
+    cells = _grid(fig, len(conds), 3, max_cols, height_ratios=[1.0, 1.0, 1.0])
+    mesh, maps = None, []
+    for cond, (ax_acc, *ax_maps) in zip(conds, cells):
+        ds = groups[cond]
+        epochs = ds["probe_epoch"].values
+        layers = [int(layer) for layer in ds["layer"].values]
+        color_model = colors[cond.split("-")[0]]
+        targets = [str(t) for t in ds["target"].values]
+        for layer in layers:
+            for target, (ls, _) in PROBE_TARGET_STYLE.items():
+                if target not in targets:
+                    continue
+                da = ds["probe_accuracy"].sel(layer=layer, target=target)
+                _line_band(ax_acc, epochs, da, band, lcolors[layer - 1], ls=ls, lw=1.4, alpha=0.08, marker="o",
+                           ms=2.5)
+        epoch_axis(ax_acc, epochs)
+        ax_acc.set_ylim(-0.02, 1.02)
+        ax_acc.set_ylabel("probe accuracy\n(probe trained on clean probes)")
+        ax_acc.grid(alpha=0.3, lw=0.5)
+        _title(ax_acc, f"{labels[cond]}: linear probe per layer", color_model, loc="left")
+        mean = _seed_mean(ds["agreement"]).transpose("layer", "probe_epoch", "probe_epoch_other")
+        shown = list(dict.fromkeys([layers[0], layers[-1]]))
+        for ax, layer in zip(ax_maps, shown + [None] * (2 - len(shown))):
+            if layer is None:
+                ax.set_axis_off()
+                _no_data(ax, "only one hidden layer")
+                continue
+            m = mean.sel(layer=layer).values
+            if not np.isfinite(m).any():
+                _no_data(ax, "no test probes: agreement undefined")
+                ax.set_box_aspect(1)
+                continue
+            mesh = _epoch_heatmap(ax, epochs, m, "cividis")
+            maps.append(ax)
+            where = "first" if layer == layers[0] else "last"
+            _title(ax, f"{labels[cond]}: agreement, layer {layer} ({where})", color_model, loc="left")
+    if mesh is not None:
+        cbar = fig.colorbar(mesh, ax=maps, shrink=0.6, pad=0.01, aspect=30)
+        cbar.set_label("agreement of two epochs' probes\n(fraction of test probes, same predicted class)")
+    handles = [Line2D([], [], color=lcolors[i], lw=2.5, label=f"layer {i + 1}") for i in range(n_layers_max)]
+    handles += [Line2D([], [], color="0.3", ls=ls, lw=1.6, label=label) for ls, label in PROBE_TARGET_STYLE.values()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles) if len(handles) <= 8 else 4,
+               fontsize=8.5, frameon=False)
+    _suptitle(fig, "Linear probes per layer: what each layer's representation makes linearly readable, epoch by "
+                 "epoch\n" + _subtitle(conds, band, "probes trained on clean probes with their true labels; "
+                                                    "heatmaps: mean over seeds"))
+    return fig
+
+
+# --- neural collapse ------------------------------------------------------------------------------------
+
+
+def plot_collapse(collapse: Mapping[str, xr.Dataset], band: str = "std") -> Figure:
+    """NC1, NC1 on clean probes and dilation (top), NC2–NC4 (bottom) over epochs, all conditions overlaid."""
+    _check(collapse, "collapse")
+    groups = group_seeds(collapse)
+    conds = list(groups)
+    colors = model_colors(_models(conds))
+    styles = variant_styles(conds)
+    labels = condition_labels(conds)
+    fig = _new_figure(15, 8.6)
+    gs = fig.add_gridspec(2, 12)
+    top = [fig.add_subplot(gs[0, 4 * i:4 * i + 4]) for i in range(3)]
+    bottom = [fig.add_subplot(gs[1, 3 * i:3 * i + 3]) for i in range(4)]
+    all_epochs = np.concatenate([groups[c]["epoch"].values for c in conds])
+    panels = [(ax, var, title, ylabel, log) for ax, (var, title, ylabel, log) in zip(top, COLLAPSE_TOP)]
+    panels += [(ax, var, title, ylabel, False) for ax, (var, title, ylabel) in zip(bottom, COLLAPSE_BOTTOM)]
+    for ax, var, title, ylabel, log in panels:
+        drawn = False
+        for cond in conds:
+            ds = groups[cond]
+            if var not in ds:
+                continue
+            da = ds[var].where(np.isfinite(ds[var]))  # inf dilation (collapsed clean samples) is not drawable
+            if log:
+                da = da.where(da > 0)
+            if not np.isfinite(da.values).any():
+                continue
+            drawn = True
+            _line_band(ax, ds["epoch"].values, da, band, colors[cond.split("-")[0]], labels[cond], ls=styles[cond],
+                       positive=log)
+        if var == "dilation":
+            ax.axhline(1.0, color="0.3", ls="--", lw=1.0, zorder=1)
+            ax.text(0.98, 1.0, "1 = noisy as close as clean ", transform=ax.get_yaxis_transform(), ha="right",
+                    va="top", fontsize=7.5, color="0.25", zorder=6,
+                    bbox=dict(facecolor="white", alpha=0.75, edgecolor="none", pad=1.0))
+        if var == "nc4":
+            ax.set_ylim(-0.02, 1.02)
+        if not drawn:
+            _no_data(ax, "no noisy probes: dilation undefined" if var == "dilation" else "all NaN")
+        elif log:
+            log_y(ax)
+        epoch_axis(ax, all_epochs, label=ax in bottom)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.grid(alpha=0.3, lw=0.5)
+        _title(ax, title, loc="left")
+    handles, texts = [], []
+    for cond in conds:
+        handles.append(Line2D([], [], color=colors[cond.split("-")[0]], ls=styles[cond], lw=2))
+        texts.append(labels[cond])
+    fig.legend(handles=handles, labels=texts, loc="outside lower center", ncol=min(6, len(handles)), fontsize=8.5,
+               frameon=False)
+    layers = sorted({int(groups[c].attrs.get("layer", -1)) for c in conds})
+    where = "last hidden layer" + (f" ({', '.join(map(str, layers))})" if layers and layers[0] > 0 else "")
+    _suptitle(fig, "Neural collapse under label noise: the last hidden layer's class structure over training\n"
+                 + _subtitle(conds, band, f"{where}, train probes with their assigned labels"))
     return fig
 
 

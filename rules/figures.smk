@@ -2,7 +2,9 @@
 # Each gets only config["figures"] as params: a style change reruns the plots, never an analysis or training.
 
 FIGURES = ["curves", "double_descent", "separation", "large_activation", "routing"]
+FIGURES += ["cka", "probes", "collapse"]
 FIGURE_CATEGORY = "Epoch-wise double descent"
+REPRESENTATION_CATEGORY = "Representation dynamics and neural collapse"
 # the PNGs of the figures, none in a study without runs (all_targets() in common.smk adds them); a lambda,
 # not a def: snakemake --lint asks for functions and rules in separate files
 figure_targets = lambda: (
@@ -139,6 +141,84 @@ rule plot_routing:
         runtime=10,
     params:
         figure="routing",
+        style=config["figures"],
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule plot_cka:
+    input:
+        cka=expand(f"{RESULTS}/metrics/{{run}}/cka.nc", run=RUNS),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/cka.png",
+            caption="../report/cka.rst",
+            category=REPRESENTATION_CATEGORY,
+        ),
+    log:
+        f"{LOGS}/plot_cka.log",
+    benchmark:
+        f"{BENCH}/plot_cka.tsv"
+    conda:
+        "../envs/ddscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        figure="cka",
+        style=config["figures"],
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule plot_probes:
+    input:
+        probes=expand(f"{RESULTS}/metrics/{{run}}/probes.nc", run=RUNS),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/probes.png",
+            caption="../report/probes.rst",
+            category=REPRESENTATION_CATEGORY,
+        ),
+    log:
+        f"{LOGS}/plot_probes.log",
+    benchmark:
+        f"{BENCH}/plot_probes.tsv"
+    conda:
+        "../envs/ddscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        figure="probes",
+        style=config["figures"],
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule plot_collapse:
+    input:
+        collapse=expand(f"{RESULTS}/metrics/{{run}}/collapse.nc", run=RUNS),
+    output:
+        figure=report(
+            f"{RESULTS}/figures/collapse.png",
+            caption="../report/collapse.rst",
+            category=REPRESENTATION_CATEGORY,
+        ),
+    log:
+        f"{LOGS}/plot_collapse.log",
+    benchmark:
+        f"{BENCH}/plot_collapse.tsv"
+    conda:
+        "../envs/ddscope.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        figure="collapse",
         style=config["figures"],
     script:
         "../scripts/plot_figure.py"

@@ -20,6 +20,9 @@ FIGURES = {
     "separation": (plots.plot_separation, ["separation"]),
     "large_activation": (plots.plot_large_activation, ["large_activation", "double_descent"]),
     "routing": (plots.plot_routing, ["routing"]),
+    "cka": (plots.plot_cka, ["cka"]),
+    "probes": (plots.plot_probes, ["probes"]),
+    "collapse": (plots.plot_collapse, ["collapse"]),
 }
 
 

@@ -18,14 +18,18 @@ from synthetic import make_activations, make_curves, make_x_probe
 
 from ddscope import plots
 from ddscope.analyses import write_metric
+from ddscope.cka import extract_cka
+from ddscope.collapse import extract_collapse
 from ddscope.double_descent import extract_double_descent
 from ddscope.large_activation import extract_large_activation
+from ddscope.probes import extract_probes
 from ddscope.routing import extract_routing
 from ddscope.separation import extract_separation
 
 EPOCHS = np.array([0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 150])  # recorded epochs (activations)
 DEPTHS = {"mlp3": (16, 12), "mlp5": (16, 12, 12, 8)}
 LA_PARAMS = {"ratio_threshold": 10.0, "n_epochs": 4, "ridge_alpha": 1.0, "cv_folds": 3, "median_floor": 1e-3}
+PROBE_PARAMS = {"n_epochs": 5, "steps": 20}
 
 
 @lru_cache(maxsize=None)
@@ -40,6 +44,9 @@ def _run(model: str, seed: int, noisy: int = 12, dd: bool = True):
         "separation": extract_separation(acts),
         "large_activation": extract_large_activation(acts, make_x_probe(acts, 6), LA_PARAMS),
         "routing": extract_routing(acts),
+        "cka": extract_cka(acts),
+        "probes": extract_probes(acts, PROBE_PARAMS),
+        "collapse": extract_collapse(acts),
     }
 
 
@@ -72,7 +79,9 @@ def _figure(name, inputs, band="std"):
         return plots.plot_separation(inputs["separation"], band=band)
     if name == "large_activation":
         return plots.plot_large_activation(inputs["large_activation"], inputs["double_descent"], band=band)
-    return plots.plot_routing(inputs["routing"], band=band)
+    if name == "routing":
+        return plots.plot_routing(inputs["routing"], band=band)
+    return getattr(plots, f"plot_{name}")(inputs[name], band=band)
 
 
 def _titles(fig):
@@ -90,6 +99,9 @@ def _titles(fig):
         ("separation", 5),  # lines + heatmap per model, one shared colour bar
         ("large_activation", 6),  # ratio (+ twin test-error axis) and scatter per model
         ("routing", 4),  # last layer + margins per model
+        ("cka", 9),  # per model: CKA to the final epoch + one heatmap per layer (2 + 4), one shared colour bar
+        ("probes", 7),  # per model: accuracy + agreement of the first and last layer, one shared colour bar
+        ("collapse", 7),  # nc1, nc1_clean, dilation; nc2 (2), nc3, nc4; models overlaid
     ],
 )
 def test_figure_has_expected_panels(name, n_axes):
@@ -97,7 +109,7 @@ def test_figure_has_expected_panels(name, n_axes):
     assert len(fig.axes) == n_axes
     assert fig.get_suptitle()
     assert fig.legends or all(ax.get_legend() for ax in fig.axes if ax.lines)
-    if name != "double_descent":  # per model panels, titled with the model
+    if name not in ("double_descent", "collapse"):  # per model panels, titled with the model
         titles = _titles(fig)
         assert any(t.startswith("mlp3") for t in titles) and any(t.startswith("mlp5") for t in titles)
     assert len(_draw(fig)) > 1000
@@ -128,6 +140,43 @@ def test_separation_heatmap_has_one_row_per_layer():
     assert [len(ax.get_yticks()) for ax in heatmaps] == [2, 4]
 
 
+def test_cka_heatmaps_span_the_recorded_epochs_and_end_at_one():
+    fig = _figure("cka", _inputs(models=("mlp5",)))
+    ax_line, *maps = fig.axes[:5]
+    assert ax_line.get_xscale() == "symlog" and len(ax_line.lines) == 4  # one line per layer
+    for line in ax_line.lines:
+        assert line.get_xdata()[-1] == EPOCHS[-1] and np.isclose(line.get_ydata()[-1], 1.0)
+    for ax in maps:
+        assert ax.get_xscale() == ax.get_yscale() == "symlog"
+        assert ax.get_xlim() == ax.get_ylim() == (EPOCHS[0], EPOCHS[-1])
+        assert ax.collections[0].get_clim() == (0.0, 1.0)
+
+
+def test_probes_draw_three_targets_per_layer():
+    fig = _figure("probes", _inputs(models=("mlp3",)))
+    ax_acc = fig.axes[0]
+    assert [line.get_linestyle() for line in ax_acc.lines] == ["-", "--", ":"] * 2
+    assert [ax.get_title(loc="left") for ax in fig.axes[1:3]] == ["mlp3: agreement, layer 1 (first)",
+                                                                  "mlp3: agreement, layer 2 (last)"]
+
+
+def test_both_losses_one_row_per_model_and_loss():
+    ce, ls = _inputs(loss="ce"), _inputs(loss="ls")
+    both = {name: {**ce[name], **ls[name]} for name in ("cka", "probes", "collapse")}
+    fig = plots.plot_cka(both["cka"])
+    titles = [t for t in _titles(fig) if t.endswith("CKA to final epoch")]
+    assert titles == [f"{c}: CKA to final epoch" for c in ("mlp3 · ce", "mlp5 · ce", "mlp3 · ls", "mlp5 · ls")]
+    assert len(fig.axes) == 4 + 2 * 2 + 2 * 4 + 1
+    fig = plots.plot_probes(both["probes"])
+    assert len(fig.axes) == 4 * 3 + 1
+    fig = plots.plot_collapse(both["collapse"])
+    styles = {line.get_label(): (line.get_color(), line.get_linestyle()) for line in fig.axes[0].lines}
+    assert styles["mlp3 · ce"][0] == styles["mlp3 · ls"][0] != styles["mlp5 · ce"][0]
+    assert styles["mlp3 · ce"][1] == styles["mlp5 · ce"][1] != styles["mlp3 · ls"][1]
+    assert fig.axes[0].get_yscale() == "log" and fig.axes[2].get_yscale() == "linear"
+    assert len(_draw(fig)) > 1000
+
+
 # --- degenerate inputs ----------------------------------------------------------------------------------
 
 
@@ -149,6 +198,18 @@ def test_nan_metrics_are_drawn_without_error(name):
     assert all(np.isnan(ds["separation_mean"].values).all() for ds in inputs["separation"].values())
     fig = _figure(name, inputs)
     assert len(_draw(fig)) > 1000
+
+
+def test_collapse_without_noisy_probes_says_dilation_is_undefined():
+    inputs = _inputs(noisy=0, models=("mlp3",))
+    assert all(np.isnan(ds["dilation"].values).all() for ds in inputs["collapse"].values())
+    fig = _figure("collapse", inputs)
+    ax_dil = fig.axes[2]
+    assert not [line for line in ax_dil.lines if len(line.get_xdata()) > 2]  # only the reference line at 1
+    assert any("dilation undefined" in t.get_text() for t in ax_dil.texts)
+    assert np.isfinite(fig.axes[0].lines[0].get_ydata()).any()  # nc1 is still drawn
+    fig = _figure("probes", inputs)  # no noisy probes: noisy targets NaN, test accuracy drawn
+    assert np.isfinite(fig.axes[0].lines[0].get_ydata()).all()
 
 
 def test_no_double_descent_leaves_phases_unshaded_and_says_so():
@@ -262,7 +323,8 @@ def _run_script(figure, paths, out, tmp_path):
 
 @pytest.mark.parametrize("figure, names", [("curves", ["curves", "double_descent"]),
                                            ("large_activation", ["large_activation", "double_descent"]),
-                                           ("routing", ["routing"])])
+                                           ("routing", ["routing"]), ("cka", ["cka"]),
+                                           ("probes", ["probes"]), ("collapse", ["collapse"])])
 def test_script_writes_a_png(tmp_path, figure, names):
     paths = _write_inputs(tmp_path, _inputs(models=("mlp3",)), names)
     out = tmp_path / "figures" / f"{figure}.png"

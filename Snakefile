@@ -45,7 +45,6 @@ config.update(resolved)
 report: "report/workflow.rst"
 
 
-
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"

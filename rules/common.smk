@@ -32,6 +32,8 @@ wildcard_constraints:
 
 def dataset_params():
     """Only the dataset keys that change the data, so e.g. data_dir does not rerun MNIST-1D."""
+    if not has_noisy_label_study(config):
+        return {}  # a threshold-only study: its data rules are never scheduled
     d = config["dataset"]
     keys = (
         ["name", "n_train", "n_test", "seed"]

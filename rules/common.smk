@@ -53,9 +53,19 @@ def all_targets():
         targets += expand(
             f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES
         )
-        targets += [f"{RESULTS}/tables/summary.csv", f"{RESULTS}/findings.md"]
+        targets += [f"{RESULTS}/tables/summary.csv"]
         targets += figure_targets()
-    return targets
+    return targets + [f"{RESULTS}/findings.md"]
+
+
+def findings_inputs(wildcards):
+    """What findings.md is made from: the runs table of a noisy-label study, the threshold study's rows, or both."""
+    inputs = {}
+    if has_noisy_label_study(config):
+        inputs["runs"] = f"{RESULTS}/tables/runs.csv"
+    if config.get("threshold"):
+        inputs["threshold"] = f"{RESULTS}/threshold/findings_rows.md"
+    return inputs
 
 
 def train_spec(wildcards):

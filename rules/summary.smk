@@ -29,7 +29,7 @@ rule summarize:
 
 rule findings:
     input:
-        runs=rules.summarize.output.runs,
+        unpack(findings_inputs),
     output:
         findings=report(
             f"{RESULTS}/findings.md",

@@ -285,8 +285,9 @@ def train_students(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.
     A = torch.as_tensor(np.asarray(a0), **f32).clone()
     n = X.shape[1]
     if optimizer == "adam":
-        state = [torch.zeros_like(W), torch.zeros_like(W), torch.zeros_like(A), torch.zeros_like(A)]
-        b1, b2 = betas
+        from .optim import adam_moments, adam_step
+
+        moments = adam_moments([W, A])
 
     rec = {k: [] for k in ("train_loss", "test_loss", "cosine", "neuron_norm")}
 
@@ -322,12 +323,7 @@ def train_students(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.
                 W -= lr * gW
                 A -= lr * gA
             else:
-                mW, vW, mA, vA = state
-                k = t + 1
-                for p, g, m_, v_ in ((W, gW, mW, vW), (A, gA, mA, vA)):
-                    m_.mul_(b1).add_(g, alpha=1 - b1)
-                    v_.mul_(b2).addcmul_(g, g, value=1 - b2)
-                    p -= lr * (m_ / (1 - b1**k)) / ((v_ / (1 - b2**k)).sqrt() + eps)
+                adam_step([W, A], [gW, gA], moments, t + 1, lr, betas, eps)
     out = {k: torch.stack(v, dim=1).numpy() for k, v in rec.items()}  # stacked along the step axis
     out["steps"] = np.asarray(record_steps, dtype=np.int64)
     out["w"], out["a"] = W.numpy(), A.numpy()

@@ -106,7 +106,7 @@ rule extract_cka:
         f"{BENCH}/extract_cka/{{run}}.tsv"
     conda:
         "../envs/ddscope.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
@@ -129,7 +129,7 @@ rule extract_probes:
         f"{BENCH}/extract_probes/{{run}}.tsv"
     conda:
         "../envs/ddscope.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from ddscope.probes import TARGETS, agreement, extract_probes, select_epochs, train_probes
@@ -134,3 +135,36 @@ def test_device_argument(device):
     acts = make_acts(n_epochs=3)
     ds = extract_probes(acts, {"n_epochs": 2, "steps": 10}, device=device)
     assert ds.sizes["probe_epoch"] == 2
+
+
+def test_probe_gradients_match_autograd():
+    from ddscope.probes import probe_gradients
+
+    g = torch.Generator().manual_seed(0)
+    xt = torch.randn(3, 40, 7, generator=g)
+    y = torch.randint(0, 4, (40,), generator=g)
+    w = torch.randn(3, 7, 4, generator=g, requires_grad=True)
+    b = torch.randn(3, 1, 4, generator=g, requires_grad=True)
+    logits = torch.baddbmm(b, xt, w)
+    loss = sum(torch.nn.functional.cross_entropy(logits[p], y) for p in range(3)) + 0.3 * w.square().sum()
+    loss.backward()
+    onehot = torch.nn.functional.one_hot(y, 4).float().expand(3, -1, -1)
+    gw, gb = probe_gradients(xt, xt.transpose(1, 2).contiguous(), onehot, w.detach(), b.detach(), 0.3)
+    torch.testing.assert_close(gw, w.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gb, b.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_step_matches_torch_adam():
+    from ddscope.optim import adam_moments, adam_step
+
+    g = torch.Generator().manual_seed(1)
+    ours, ref = torch.randn(5, 3, generator=g), None
+    ref = ours.clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=0.05, betas=(0.8, 0.99))
+    moments = adam_moments([ours])
+    for step in range(1, 20):
+        grad = torch.randn(5, 3, generator=g)
+        ref.grad = grad.clone()
+        opt.step()
+        adam_step([ours], [grad], moments, step, 0.05, (0.8, 0.99))
+    torch.testing.assert_close(ours, ref.detach(), rtol=1e-5, atol=1e-6)

@@ -22,7 +22,10 @@ ACTIVATION_ANALYSES = ("separation", "large_activation", "routing", "cka", "prob
 
 def probe_inputs(dataset_path: str | Path, acts: xr.Dataset) -> np.ndarray:
     """Inputs x of the probe samples, in the store's sample order (train ids for clean/noisy, test ids for test)."""
-    data, _ = read_dataset(dataset_path)
+    data, attrs = read_dataset(dataset_path)
+    if acts.attrs.get("dataset_sha256", attrs["content_sha256"]) != attrs["content_sha256"]:
+        raise ArtifactError(f"{dataset_path}: not the dataset run {acts.attrs.get('run')} was trained on; "
+                            "rerun its train job")
     test = acts.subset.values == "test"
     ids = acts.sample.values
     x = np.empty((len(ids), data["x_train"].shape[1]), dtype=np.float32)

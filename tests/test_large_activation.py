@@ -168,3 +168,21 @@ def test_lazy_zarr_and_netcdf(acts, tmp_path):
     back = xr.open_dataset(tmp_path / "large_activation.nc", engine="h5netcdf").load()
     xr.testing.assert_allclose(back, ds)
     assert back.attrs["ratio_threshold"] == PARAMS["ratio_threshold"]
+
+
+def test_probe_inputs_follow_the_store_and_refuse_another_dataset(tmp_path):
+    from ddscope.analyses import probe_inputs
+    from ddscope.artifacts import ArtifactError, sha256_arrays, write_h5
+
+    acts = make_activations()
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.standard_normal((600, 5)).astype(np.float32), "y_train": np.zeros(600, np.int64),
+              "x_test": rng.standard_normal((300, 5)).astype(np.float32), "y_test": np.zeros(300, np.int64)}
+    sha = sha256_arrays(*arrays.values())
+    write_h5(tmp_path / "dataset.h5", arrays, {"content_sha256": sha})
+    x = probe_inputs(tmp_path / "dataset.h5", acts.assign_attrs(dataset_sha256=sha))
+    test = acts.subset.values == "test"
+    np.testing.assert_array_equal(x[test], arrays["x_test"][acts.sample.values[test]])
+    np.testing.assert_array_equal(x[~test], arrays["x_train"][acts.sample.values[~test]])
+    with pytest.raises(ArtifactError, match="not the dataset run r1 was trained on"):
+        probe_inputs(tmp_path / "dataset.h5", acts.assign_attrs(dataset_sha256="0" * 64, run="r1"))

@@ -231,8 +231,7 @@ def _grid(fig: Figure, n_panels: int, rows_per_panel: int, max_cols: int, height
 
     Returns a list (one per condition) of lists of axes (top to bottom); unused slots are removed.
     """
-    n_cols = max(1, min(n_panels, max_cols))
-    n_blocks = max(1, math.ceil(n_panels / n_cols))
+    n_cols, n_blocks = _blocks(n_panels, max_cols)
     ratios = list(height_ratios or [1] * rows_per_panel) * n_blocks
     axes = fig.subplots(rows_per_panel * n_blocks, n_cols, squeeze=False, gridspec_kw={"height_ratios": ratios})
     out = []
@@ -268,9 +267,25 @@ def _suptitle(fig: Figure, text: str, fontsize: float = 11) -> None:
     fig.suptitle("\n".join(lines), fontsize=fontsize)
 
 
-def _check(runs: Mapping, what: str) -> None:
+def _conditions(runs: Mapping[str, xr.Dataset], what: str):
+    """(seed-stacked groups, conditions, model colours, condition labels) of the runs of one figure."""
     if not runs:
         raise ValueError(f"{what}: no runs to plot")
+    groups = group_seeds(runs)
+    conds = list(groups)
+    return groups, conds, model_colors(_models(conds)), condition_labels(conds)
+
+
+def _layer_palette(groups: Mapping[str, xr.Dataset]) -> tuple[int, list]:
+    """(deepest model's number of hidden layers, a colour per layer)."""
+    n_layers_max = max(int(ds.sizes["layer"]) for ds in groups.values())
+    return n_layers_max, layer_colors(n_layers_max)
+
+
+def _blocks(n_panels: int, max_cols: int) -> tuple[int, int]:
+    """(columns, rows of panels) for n_panels wrapped after max_cols."""
+    n_cols = max(1, min(n_panels, max_cols))
+    return n_cols, max(1, math.ceil(n_panels / n_cols))
 
 
 # --- curves ---------------------------------------------------------------------------------------------
@@ -295,12 +310,8 @@ def _shade_phases(ax, p1, p2, e_first, e_last) -> None:
 def plot_curves(curves: Mapping[str, xr.Dataset], double_descent: Mapping[str, xr.Dataset],
                 band: str = "std") -> Figure:
     """Loss and accuracy of the five splits over epochs, one row per model, the three phases shaded."""
-    _check(curves, "curves")
-    groups = group_seeds(curves)
+    groups, conds, colors, labels = _conditions(curves, "curves")
     dd_groups = group_seeds(double_descent) if double_descent else {}
-    conds = list(groups)
-    colors = model_colors(_models(conds))
-    labels = condition_labels(conds)
     fig = _new_figure(11, 1.2 + 2.7 * len(conds))
     axes = fig.subplots(len(conds), 2, squeeze=False)
     for row, cond in enumerate(conds):
@@ -349,12 +360,8 @@ def plot_curves(curves: Mapping[str, xr.Dataset], double_descent: Mapping[str, x
 
 def plot_double_descent(double_descent: Mapping[str, xr.Dataset], band: str = "std") -> Figure:
     """Smoothed test error and test loss of every model overlaid, first minimum and later peak marked."""
-    _check(double_descent, "double_descent")
-    groups = group_seeds(double_descent)
-    conds = list(groups)
-    colors = model_colors(_models(conds))
+    groups, conds, colors, labels = _conditions(double_descent, "double_descent")
     styles = variant_styles(conds)
-    labels = condition_labels(conds)
     fig = _new_figure(12, 5.2)
     axes = fig.subplots(1, 2, squeeze=False)[0]
     panels = (("test_error", "test error (smoothed)", False), ("test_loss", "test loss (smoothed, log scale)", True))
@@ -407,15 +414,9 @@ def plot_double_descent(double_descent: Mapping[str, xr.Dataset], band: str = "s
 
 def plot_separation(separation: Mapping[str, xr.Dataset], band: str = "std", max_cols: int = 3) -> Figure:
     """Per model: separation_mean per layer over epochs (lines) and as an epoch x layer heatmap."""
-    _check(separation, "separation")
-    groups = group_seeds(separation)
-    conds = list(groups)
-    colors = model_colors(_models(conds))
-    labels = condition_labels(conds)
-    n_layers_max = max(int(groups[c].sizes["layer"]) for c in conds)
-    lcolors = layer_colors(n_layers_max)
-    n_cols = min(len(conds), max_cols)
-    n_blocks = math.ceil(len(conds) / n_cols)
+    groups, conds, colors, labels = _conditions(separation, "separation")
+    n_layers_max, lcolors = _layer_palette(groups)
+    n_cols, n_blocks = _blocks(len(conds), max_cols)
     fig = _new_figure(1.5 + 4.0 * n_cols, 1.4 + 5.6 * n_blocks)
     cells = _grid(fig, len(conds), 2, max_cols, height_ratios=[1.25, 1])
     with warnings.catch_warnings():
@@ -465,16 +466,10 @@ def plot_large_activation(large_activation: Mapping[str, xr.Dataset],
                           double_descent: Mapping[str, xr.Dataset] | None = None,
                           band: str = "std", max_cols: int = 3) -> Figure:
     """Per model: top/median unit ratio per layer with test error (top); what the top unit follows (bottom)."""
-    _check(large_activation, "large_activation")
-    groups = group_seeds(large_activation)
+    groups, conds, colors, labels = _conditions(large_activation, "large_activation")
     dd_groups = group_seeds(double_descent) if double_descent else {}
-    conds = list(groups)
-    colors = model_colors(_models(conds))
-    labels = condition_labels(conds)
-    n_layers_max = max(int(groups[c].sizes["layer"]) for c in conds)
-    lcolors = layer_colors(n_layers_max)
-    n_cols = min(len(conds), max_cols)
-    n_blocks = math.ceil(len(conds) / n_cols)
+    n_layers_max, lcolors = _layer_palette(groups)
+    n_cols, n_blocks = _blocks(len(conds), max_cols)
     fig = _new_figure(1.0 + 5.0 * n_cols, 1.8 + 7.6 * n_blocks)
     cells = _grid(fig, len(conds), 2, max_cols, height_ratios=[1, 1.05])
     threshold = _nanmean([groups[c].attrs.get("ratio_threshold", math.nan) for c in conds])
@@ -565,15 +560,9 @@ def plot_large_activation(large_activation: Mapping[str, xr.Dataset],
 
 def plot_routing(routing: Mapping[str, xr.Dataset], band: str = "std", max_cols: int = 3) -> Figure:
     """Per model: cosine of test samples to the clean / noisy class mean of their predicted class."""
-    _check(routing, "routing")
-    groups = group_seeds(routing)
-    conds = list(groups)
-    colors = model_colors(_models(conds))
-    labels = condition_labels(conds)
-    n_layers_max = max(int(groups[c].sizes["layer"]) for c in conds)
-    lcolors = layer_colors(n_layers_max)
-    n_cols = min(len(conds), max_cols)
-    n_blocks = math.ceil(len(conds) / n_cols)
+    groups, conds, colors, labels = _conditions(routing, "routing")
+    n_layers_max, lcolors = _layer_palette(groups)
+    n_cols, n_blocks = _blocks(len(conds), max_cols)
     fig = _new_figure(1.0 + 4.2 * n_cols, 1.6 + 6.4 * n_blocks)
     cells = _grid(fig, len(conds), 2, max_cols, height_ratios=[1.2, 1])
     for cond, (ax_top, ax_margin) in zip(conds, cells):
@@ -656,13 +645,8 @@ def _epoch_heatmap(ax, epochs, matrix, cmap, vmin=0.0, vmax=1.0, xlabel=True, yl
 
 def plot_cka(cka: Mapping[str, xr.Dataset], band: str = "std") -> Figure:
     """Per condition (row): CKA to the final epoch per layer (left), epoch × epoch CKA per hidden layer."""
-    _check(cka, "cka")
-    groups = group_seeds(cka)
-    conds = list(groups)
-    colors = model_colors(_models(conds))
-    labels = condition_labels(conds)
-    n_layers_max = max(int(groups[c].sizes["layer"]) for c in conds)
-    lcolors = layer_colors(n_layers_max)
+    groups, conds, colors, labels = _conditions(cka, "cka")
+    n_layers_max, lcolors = _layer_palette(groups)
     fig = _new_figure(1.6 + 2.75 * (n_layers_max + 1), 1.9 + 2.75 * len(conds))
     axes = fig.subplots(len(conds), n_layers_max + 1, squeeze=False)
     mesh, maps = None, []
@@ -709,15 +693,9 @@ def plot_cka(cka: Mapping[str, xr.Dataset], band: str = "std") -> Figure:
 
 def plot_probes(probes: Mapping[str, xr.Dataset], band: str = "std", max_cols: int = 4) -> Figure:
     """Per condition: linear-probe accuracy per layer (top), agreement of the probes across epochs (below)."""
-    _check(probes, "probes")
-    groups = group_seeds(probes)
-    conds = list(groups)
-    colors = model_colors(_models(conds))
-    labels = condition_labels(conds)
-    n_layers_max = max(int(groups[c].sizes["layer"]) for c in conds)
-    lcolors = layer_colors(n_layers_max)
-    n_cols = min(len(conds), max_cols)
-    n_blocks = math.ceil(len(conds) / n_cols)
+    groups, conds, colors, labels = _conditions(probes, "probes")
+    n_layers_max, lcolors = _layer_palette(groups)
+    n_cols, n_blocks = _blocks(len(conds), max_cols)
     fig = _new_figure(1.4 + 3.9 * n_cols, 1.6 + 9.4 * n_blocks)
     cells = _grid(fig, len(conds), 3, max_cols, height_ratios=[1.0, 1.0, 1.0])
     mesh, maps = None, []
@@ -773,12 +751,8 @@ def plot_probes(probes: Mapping[str, xr.Dataset], band: str = "std", max_cols: i
 
 def plot_collapse(collapse: Mapping[str, xr.Dataset], band: str = "std") -> Figure:
     """NC1, NC1 on clean probes and dilation (top), NC2–NC4 (bottom) over epochs, all conditions overlaid."""
-    _check(collapse, "collapse")
-    groups = group_seeds(collapse)
-    conds = list(groups)
-    colors = model_colors(_models(conds))
+    groups, conds, colors, labels = _conditions(collapse, "collapse")
     styles = variant_styles(conds)
-    labels = condition_labels(conds)
     fig = _new_figure(15, 8.6)
     gs = fig.add_gridspec(2, 12)
     top = [fig.add_subplot(gs[0, 4 * i:4 * i + 4]) for i in range(3)]

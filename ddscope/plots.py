@@ -701,7 +701,7 @@ def plot_probes(probes: Mapping[str, xr.Dataset], band: str = "std", max_cols: i
     mesh, maps = None, []
     for cond, (ax_acc, *ax_maps) in zip(conds, cells):
         ds = groups[cond]
-        epochs = ds["probe_epoch"].values
+        epochs = ds["epoch"].values
         layers = [int(layer) for layer in ds["layer"].values]
         color_model = colors[cond.split("-")[0]]
         targets = [str(t) for t in ds["target"].values]
@@ -717,7 +717,7 @@ def plot_probes(probes: Mapping[str, xr.Dataset], band: str = "std", max_cols: i
         ax_acc.set_ylabel("probe accuracy\n(probe trained on clean probes)")
         ax_acc.grid(alpha=0.3, lw=0.5)
         _title(ax_acc, f"{labels[cond]}: linear probe per layer", color_model, loc="left")
-        mean = _seed_mean(ds["agreement"]).transpose("layer", "probe_epoch", "probe_epoch_other")
+        mean = _seed_mean(ds["agreement"]).transpose("layer", "epoch", "epoch_other")
         shown = list(dict.fromkeys([layers[0], layers[-1]]))
         for ax, layer in zip(ax_maps, shown + [None] * (2 - len(shown))):
             if layer is None:

@@ -12,9 +12,9 @@ no randomness at all):
   probes of all probe epochs of a layer are trained in one batched optimisation ([epoch, unit, class]
   weights, summed losses) and each comes out exactly as if trained alone.
 
-Outputs: `probe_accuracy`[probe_epoch, layer, target] with target ∈ {clean (training accuracy, original
+Outputs: `probe_accuracy`[epoch, layer, target] with target ∈ {clean (training accuracy, original
 labels), test (true labels), noisy_original, noisy_assigned} (NaN where the subset is empty), and
-`agreement`[layer, probe_epoch, probe_epoch_other] = fraction of test probes on which the probes of the two
+`agreement`[layer, epoch, epoch_other] = fraction of test probes on which the probes of the two
 epochs predict the same class (diagonal 1, symmetric).
 """
 
@@ -150,14 +150,14 @@ def extract_probes(acts: xr.Dataset, params: dict | None = None, device="cpu") -
 
     return xr.Dataset(
         {
-            "probe_accuracy": (("probe_epoch", "layer", "target"), acc.astype(np.float32),
+            "probe_accuracy": (("epoch", "layer", "target"), acc.astype(np.float32),
                                {"description": "accuracy of the layer's linear probe (trained on clean probes, "
                                                "original labels) on each target subset/label kind"}),
-            "agreement": (("layer", "probe_epoch", "probe_epoch_other"), agree.astype(np.float32),
+            "agreement": (("layer", "epoch", "epoch_other"), agree.astype(np.float32),
                           {"description": "fraction of test probes on which the two epochs' probes "
                                           "predict the same class"}),
         },
-        coords={"probe_epoch": probe_epochs, "probe_epoch_other": probe_epochs,
+        coords={"epoch": probe_epochs, "epoch_other": probe_epochs,
                 "layer": np.arange(1, n_layers + 1), "target": list(TARGETS)},
         attrs={"analysis": "probes", "optimizer": "full-batch Adam, zero init", "standardise": "clean probes, per unit",
                "train_samples": "clean probes, original labels", "n_train": int(clean.sum()), "n_test": int(test.sum()),

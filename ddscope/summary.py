@@ -67,7 +67,7 @@ def _cka(ds: xr.Dataset) -> dict:
 
 
 def _probes(ds: xr.Dataset) -> dict:
-    final = ds.probe_accuracy.isel(probe_epoch=-1)
+    final = ds.probe_accuracy.isel(epoch=-1)
     return {**_per_layer(final.sel(target="test"), "probe_test_final")}
 
 

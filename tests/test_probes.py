@@ -97,19 +97,19 @@ def make_acts(n_epochs=6, n_classes=3, n=(90, 30, 90), p=(10, 8), seed=0):
 def test_extract_probes_dataset_and_netcdf(tmp_path):
     acts = make_acts()
     ds = extract_probes(acts, {"n_epochs": 4, "steps": 100, "lr": 0.05, "l2": 1e-4})
-    assert ds["probe_accuracy"].dims == ("probe_epoch", "layer", "target")
-    assert ds["agreement"].dims == ("layer", "probe_epoch", "probe_epoch_other")
+    assert ds["probe_accuracy"].dims == ("epoch", "layer", "target")
+    assert ds["agreement"].dims == ("layer", "epoch", "epoch_other")
     assert list(ds["target"].values) == list(TARGETS)
     assert list(ds["layer"].values) == [1, 2]
-    epochs = list(ds["probe_epoch"].values)
+    epochs = list(ds["epoch"].values)
     assert len(epochs) == 4 and epochs[0] == 0 and epochs[-1] == 100
     acc = ds["probe_accuracy"]
-    late = acc.sel(probe_epoch=100)
+    late = acc.sel(epoch=100)
     assert late.sel(layer=1, target="test") > 0.95
     assert late.sel(layer=1, target="clean") == 1.0
     assert late.sel(layer=1, target="noisy_original") > 0.95
     assert late.sel(layer=1, target="noisy_assigned") < 0.05
-    assert acc.sel(probe_epoch=0, target="test").max() < 0.6  # random features at init: near chance (1/3)
+    assert acc.sel(epoch=0, target="test").max() < 0.6  # random features at init: near chance (1/3)
     agree = ds["agreement"].values
     assert np.all(agree[:, range(4), range(4)] == 1.0)
     np.testing.assert_array_equal(agree, agree.transpose(0, 2, 1))
@@ -134,7 +134,7 @@ def test_extract_probes_without_noisy_probes():
 def test_device_argument(device):
     acts = make_acts(n_epochs=3)
     ds = extract_probes(acts, {"n_epochs": 2, "steps": 10}, device=device)
-    assert ds.sizes["probe_epoch"] == 2
+    assert ds.sizes["epoch"] == 2
 
 
 def test_probe_gradients_match_autograd():

@@ -41,6 +41,26 @@ except ConfigError as error:
 config.clear()
 config.update(resolved)
 
+from ddscope.storage import StorageError, check_storage, use_whole_second_s3_mtimes
+
+if workflow.storage_settings.default_storage_provider == "s3":
+    use_whole_second_s3_mtimes()  # else a finished study reruns on MinIO/Ceph/rclone (see the docstring)
+
+if workflow.is_main_process:
+    # where artifacts go (--default-storage-provider): a wrong secret, a missing bucket or an unreachable
+    # endpoint is one line now, before any job writes anything
+    storage_settings = workflow.storage_settings
+    provider = workflow.storage_registry.default_storage_provider
+    try:
+        check_storage(
+            storage_settings.default_storage_provider,
+            storage_settings.default_storage_prefix,
+            provider.settings if provider else None,
+        )
+    except StorageError as error:
+        print(f"ddscope: storage error: {error}", file=sys.stderr)
+        os._exit(1)
+
 
 report: "report/workflow.rst"
 

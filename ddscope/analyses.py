@@ -15,9 +15,8 @@ import xarray as xr
 from .artifacts import ArtifactError, atomic_path, read_dataset
 from .config import parse_run
 from .recording import open_activations
+from .registry import ANALYSES
 
-CURVE_ANALYSES = ("double_descent",)
-ACTIVATION_ANALYSES = ("separation", "large_activation", "routing", "cka", "probes", "collapse")
 
 
 def probe_inputs(dataset_path: str | Path, acts: xr.Dataset) -> np.ndarray:
@@ -40,27 +39,29 @@ def _function(name: str):
     return getattr(import_module(f"ddscope.{name}"), f"extract_{name}")
 
 
-def compute(name: str, run_dir: str | Path, params: dict, dataset_path: str | Path | None = None,
+def compute(name: str, run: str, source: str | Path, params: dict, dataset_path: str | Path | None = None,
             device: str = "cpu") -> xr.Dataset:
-    """Run analysis `name` on the run in `run_dir` (its curves.nc or activations.zarr)."""
-    run_dir = Path(run_dir)
-    if name in CURVE_ANALYSES:
-        with xr.open_dataset(run_dir / "curves.nc", engine="h5netcdf") as curves:
+    """Run analysis `name` of run `run` on `source`: its curves.nc or its activations.zarr (ANALYSES says which)."""
+    reads = ANALYSES[name]["reads"] if name in ANALYSES else None
+    if reads == "curves":
+        with xr.open_dataset(source, engine="h5netcdf") as curves:
             curves = curves.load()
-        ds, source = _function(name)(curves, params), curves.attrs
-    elif name in ACTIVATION_ANALYSES:
-        acts = open_activations(run_dir / "activations.zarr")
+        ds, attrs = _function(name)(curves, params), curves.attrs
+    elif reads == "activations":
+        acts = open_activations(source)
         if name == "large_activation":
             ds = _function(name)(acts, probe_inputs(dataset_path, acts), params)
         elif name == "probes":
             ds = _function(name)(acts, params, device=device)
         else:
             ds = _function(name)(acts, params)
-        source = acts.attrs
+        attrs = acts.attrs
     else:
         raise ValueError(f"unknown analysis {name!r}")
-    ds.attrs.update({f"run_{k}": v for k, v in parse_run(run_dir.name).items()})
-    ds.attrs.update(run=run_dir.name, analysis=name, train_config_sha256=source["train_config_sha256"])
+    if attrs.get("run", run) != run:
+        raise ArtifactError(f"{source}: holds run {attrs['run']}, not {run}; delete it and rerun its train job")
+    ds.attrs.update({f"run_{k}": v for k, v in parse_run(run).items()})
+    ds.attrs.update(run=run, analysis=name, train_config_sha256=attrs["train_config_sha256"])
     return ds
 
 

@@ -23,6 +23,10 @@ class ConfigError(ValueError):
     """An expected mistake in the config: reported as one line, never a traceback."""
 
 
+class DeviceError(ConfigError):
+    """The device the config asks for is not visible to the job (reported as one line)."""
+
+
 # --- schema validation with defaults -------------------------------------------------------------
 
 
@@ -148,6 +152,24 @@ def record_epochs(record: dict, epochs: int) -> list[int]:
             out.add(int(round(math.exp(lo + (math.log(epochs) - lo) * k / spec["log_count"]))))
     out.add(epochs)
     return sorted(e for e in out if e <= epochs)
+
+
+# Settings that say how a result is computed, not what it is. They are never rule params (so changing one
+# reruns nothing); scripts read them from the config at run time with execution_settings().
+EXECUTION_KEYS = {
+    "train": ("device", "gpus", "threads", "eval_batch_size", "checkpoint_every"),
+    "cka": ("max_mem_mb",),
+}
+
+
+def results_settings(section: str, settings: dict) -> dict:
+    """`settings` without its execution-only keys: what a rule's params may hold."""
+    return {k: v for k, v in settings.items() if k not in EXECUTION_KEYS.get(section, ())}
+
+
+def execution_settings(section: str, settings: dict) -> dict:
+    """Only the execution-only keys of `settings` (read by a script from snakemake.config)."""
+    return {k: settings[k] for k in EXECUTION_KEYS.get(section, ()) if k in settings}
 
 
 def has_noisy_label_study(config: dict) -> bool:

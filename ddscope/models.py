@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
+
+from .config import DeviceError
 
 
 class MLP(nn.Module):
@@ -33,11 +37,16 @@ class MLP(nn.Module):
         return acts, self.out(x)
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto`: CUDA when visible, else CPU."""
+def resolve_device(name: str, gpus: int = 0) -> torch.device:
+    """`auto`: CUDA when visible, else CPU; but a job that asked the scheduler for GPUs (train.gpus >= 1)
+    must train on one, never silently on the CPU."""
     if name == "auto":
+        if gpus and not torch.cuda.is_available():
+            raise DeviceError(f"train.gpus is {gpus} but this job sees no GPU (CUDA_VISIBLE_DEVICES="
+                              f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); check the partition's "
+                              "GPUs, or set train.gpus: 0 to train on CPUs")
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but no CUDA device is visible")
+        raise DeviceError(f"train.device is {name!r} but no CUDA device is visible; use train.device: auto or cpu")
     return device

@@ -93,7 +93,18 @@ class ActivationStore:
         self.group.attrs["n_complete"] = n_complete
 
     def finish(self) -> None:
+        """Mark the store complete and consolidate its metadata into the root zarr.json.
+
+        Consolidated metadata is what lets `xr.open_zarr(path)` open the store without listing it: a listing
+        would meet Snakemake's .snakemake_timestamp (a directory() output carries one) and zarr would warn.
+        On S3 it also makes opening one GET instead of one per array.
+        """
         self.group.attrs["complete"] = 1
+        with warnings.catch_warnings():
+            # zarr says consolidated metadata is not yet in the v3 spec; zarr and xarray read it fine
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+            zarr.consolidate_metadata(self.path, zarr_format=3)
 
 
 def open_activations(path: str | Path) -> xr.Dataset:
@@ -101,8 +112,12 @@ def open_activations(path: str | Path) -> xr.Dataset:
     path = Path(path)
     try:
         # cache=False: a layer read with .values is not kept in memory after the analysis is done with it
-        ds = xr.open_dataset(path, engine="zarr", consolidated=False, cache=False, chunks=None)
+        # consolidated=True: a finished store always has it (ActivationStore.finish), and it opens without a listing
+        ds = xr.open_dataset(path, engine="zarr", consolidated=True, cache=False, chunks=None)
     except Exception as e:  # zarr raises several types for a missing or broken store
+        if (path / "zarr.json").is_file() and "consolidated" in str(e).lower():
+            raise ArtifactError(f"{path}: incomplete (training did not finish: no consolidated metadata); "
+                                "rerun its train job") from None
         raise ArtifactError(f"{path}: not a readable Zarr store ({type(e).__name__}: {e})") from None
     if not ds.attrs.get("complete") or ds.attrs.get("n_complete") != ds.sizes["epoch"]:
         raise ArtifactError(f"{path}: incomplete ({ds.attrs.get('n_complete')} of {ds.sizes['epoch']} "

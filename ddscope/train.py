@@ -21,12 +21,13 @@ import torch.nn.functional as F
 import xarray as xr
 
 from .artifacts import ArtifactError, atomic_path, read_dataset, read_labels
+from .config import EXECUTION_KEYS
 from .models import MLP, resolve_device
 from .recording import ActivationStore, probe_coords
 
 SPLITS = ("train_all", "train_clean", "train_noisy_assigned", "train_noisy_original", "test")
 # keys of the run spec that do not change what is computed (so a resume may differ in them)
-_NOT_FINGERPRINTED = {"device", "eval_batch_size", "checkpoint_every", "threads"}
+_NOT_FINGERPRINTED = set(EXECUTION_KEYS["train"])
 
 
 @dataclass
@@ -39,7 +40,13 @@ class RunPaths:
     @classmethod
     def in_dir(cls, run_dir: str | Path) -> "RunPaths":
         d = Path(run_dir)
-        return cls(d / "activations.zarr", d / "curves.nc", d / "model.pt", d / "work")
+        return cls.for_outputs(d / "activations.zarr", d / "curves.nc", d / "model.pt")
+
+    @classmethod
+    def for_outputs(cls, activations, curves, model) -> "RunPaths":
+        """The unfinished state lives in work/ beside the activations store (a job's local copy under storage)."""
+        activations = Path(activations)
+        return cls(activations, Path(curves), Path(model), activations.parent / "work")
 
 
 def fingerprint(spec: dict, dataset_attrs: dict, label_attrs: dict) -> dict:
@@ -211,7 +218,7 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
     log = log or logging.getLogger("ddscope")
     if threads:
         torch.set_num_threads(threads)
-    device = resolve_device(spec["device"])
+    device = resolve_device(spec["device"], gpus=spec.get("gpus", 0))
     data, data_attrs = read_dataset(dataset_path)
     labels, label_attrs = read_labels(labels_path, data_attrs)
     fp = fingerprint(spec, data_attrs, label_attrs)

@@ -4,8 +4,11 @@ from ddscope.config import (
     noise_tag,
     parse_run,
     record_epochs,
+    results_settings,
     run_names,
 )
+from ddscope.registry import ANALYSES as ANALYSIS_REGISTRY
+from ddscope import resources as sizing
 
 RESULTS = f"results/{config['study']}"
 LOGS = f"{RESULTS}/logs"
@@ -14,15 +17,7 @@ BENCH = f"{RESULTS}/benchmarks"
 NOISE_TAGS = [noise_tag(config["noise"]["kind"], r) for r in config["noise"]["rates"]]
 RUNS = run_names(config)
 # analyses whose extract_<analysis> rule exists; summarize, figures and findings read all of them
-ANALYSES = [
-    "double_descent",
-    "separation",
-    "large_activation",
-    "routing",
-    "cka",
-    "probes",
-    "collapse",
-]
+ANALYSES = list(ANALYSIS_REGISTRY)
 
 
 wildcard_constraints:
@@ -69,9 +64,13 @@ def findings_inputs(wildcards):
 
 
 def train_spec(wildcards):
-    """The resolved training settings of one run: exactly the keys it depends on (so others never rerun it)."""
+    """The resolved training settings of one run: exactly the keys its results depend on.
+
+    Execution-only keys (device, gpus, threads, eval_batch_size, checkpoint_every) are left out, so
+    changing them reruns nothing; scripts/train.py reads them from the config.
+    """
     run = parse_run(wildcards.run)
-    t = config["train"]
+    t = results_settings("train", config["train"])
     spec = {
         "run": wildcards.run,
         "model": run["model"],
@@ -82,11 +81,39 @@ def train_spec(wildcards):
         "record_dtype": config["record"]["dtype"],
     }
     keys = ["epochs", "batch_size", "lr", "betas", "weight_decay", "eval_every"]
-    keys += ["eval_batch_size", "checkpoint_every", "device"]
     spec.update({k: t[k] for k in keys})
     spec["label_smoothing"] = t["label_smoothing"] if run["loss"] == "ls" else 0.0
     return spec
 
 
-def run_file(name):
-    return f"{RESULTS}/runs/{{run}}/{name}"
+def train_gpus():
+    """The gpu resource of training: only when the study trains on GPUs (train.gpus), so the default
+    config fits a CPU partition (a gres request is refused by a cluster without GPUs).
+    """
+    gpus = config.get("train", {}).get("gpus", 0)
+    return {"gpu": gpus} if gpus else {}
+
+
+def run_model(wildcards):
+    return parse_run(wildcards.run)["model"]
+
+
+def extract_inputs(analysis):
+    """The artifacts extract_<analysis> reads: the run's curves or activations, and the dataset if needed."""
+    spec = ANALYSIS_REGISTRY[analysis]
+    name = "curves.nc" if spec["reads"] == "curves" else "activations.zarr"
+    inputs = {spec["reads"]: f"{RESULTS}/runs/{{run}}/{name}"}
+    if spec["dataset"]:
+        inputs["dataset"] = f"{RESULTS}/data/dataset.h5"
+    return inputs
+
+
+def extract_mem_mb(analysis):
+    return lambda wildcards: sizing.extract_mem_mb(
+        config, run_model(wildcards), analysis
+    )
+
+
+def analysis_params(analysis):
+    """An analysis' settings as rule params: only those that change its results."""
+    return results_settings(analysis, config["analyses"][analysis])

@@ -3,10 +3,12 @@
 
 rule summarize:
     input:
+        **{
+            analysis: expand(f"{RESULTS}/metrics/{{run}}/{analysis}.nc", run=RUNS)
+            for analysis in ANALYSES
+        },
         curves=expand(f"{RESULTS}/runs/{{run}}/curves.nc", run=RUNS),
-        metrics=expand(
-            f"{RESULTS}/metrics/{{run}}/{{analysis}}.nc", run=RUNS, analysis=ANALYSES
-        ),
+        # one named list per analysis, in the order of RUNS
     output:
         runs=f"{RESULTS}/tables/runs.csv",
         summary=f"{RESULTS}/tables/summary.csv",

@@ -3,9 +3,9 @@ rule train:
         dataset=rules.prepare_dataset.output.dataset,
         labels=lambda wc: f"{RESULTS}/labels/{parse_run(wc.run)['noise']}.h5",
     output:
-        # the store's root metadata stands for the store: a directory() output would get a
-        # .snakemake_timestamp file inside, which zarr warns about on every open
-        activations=f"{RESULTS}/runs/{{run}}/activations.zarr/zarr.json",
+        # a real directory output, so storage plugins move the whole store; its consolidated metadata
+        # lets xr.open_zarr open it without listing (and warning about) Snakemake's timestamp file
+        activations=directory(f"{RESULTS}/runs/{{run}}/activations.zarr"),
         curves=f"{RESULTS}/runs/{{run}}/curves.nc",
         model=f"{RESULTS}/runs/{{run}}/model.pt",
     log:
@@ -16,9 +16,9 @@ rule train:
         "../envs/ddscope.yaml"
     threads: config["train"]["threads"]
     resources:
-        mem_mb=8000,
-        runtime=24 * 60,
-        gpu=lambda wc: 1 if config["train"]["device"] in ("auto", "cuda") else 0,
+        **train_gpus(),
+        mem_mb=lambda wc: sizing.train_mem_mb(config, run_model(wc)),
+        runtime=lambda wc: sizing.train_runtime_min(config, run_model(wc)),
     params:
         spec=train_spec,
     script:

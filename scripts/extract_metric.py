@@ -1,15 +1,20 @@
-"""Rules extract_<analysis>: metrics/<run>/<analysis>.nc for one run."""
+"""Rules extract_<analysis>: metrics/<run>/<analysis>.nc for one run, from its curves.nc or activations.zarr."""
 
 from ddscope.analyses import compute, write_metric
+from ddscope.config import execution_settings
 from ddscope.joblog import expected_errors, job_logger
+from ddscope.registry import ANALYSES
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):
     name, run = snakemake.params.analysis, snakemake.wildcards.run
-    if name in ("cka", "probes", "collapse"):  # the torch-based ones; importing torch costs seconds
+    if ANALYSES[name]["torch"]:  # importing torch costs seconds: only the analyses that use it
         import torch
 
         torch.set_num_threads(snakemake.threads)
-    ds = compute(name, snakemake.params.run_dir, snakemake.params.settings, snakemake.input.get("dataset"))
+    # settings that cannot change results (memory budgets) come from the config, not params: no reruns
+    settings = {**snakemake.params.settings, **execution_settings(name, snakemake.config["analyses"][name])}
+    source = snakemake.input[ANALYSES[name]["reads"]]
+    ds = compute(name, run, source, settings, snakemake.input.get("dataset"))
     write_metric(ds, snakemake.output.metric)
     log.info(f"{name} of {run}: {', '.join(ds.data_vars)}")

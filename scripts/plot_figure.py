@@ -4,8 +4,6 @@ Named inputs are lists over the runs (curves: runs/<run>/curves.nc, any other na
 params.figure picks the ddscope.plots function, params.style is config["figures"] (dpi, band).
 """
 
-from pathlib import Path
-
 import xarray as xr
 
 from ddscope import plots
@@ -30,13 +28,12 @@ def load(name, paths, sources):
     """run -> dataset for one named input; every file of a run must come from the same training run."""
     out = {}
     for path in paths:
-        run = Path(path).parent.name
         if name == "curves":
             with xr.open_dataset(path, engine="h5netcdf") as ds:
                 ds = ds.load()
         else:
-            ds = open_metric(path, sources.get(run))
-        sha = ds.attrs.get("train_config_sha256")
+            ds = open_metric(path)
+        run, sha = ds.attrs["run"], ds.attrs.get("train_config_sha256")
         if sources.setdefault(run, sha) != sha:
             raise ArtifactError(f"{path}: computed from another version of run {run}; rerun its extract job")
         out[run] = ds

@@ -1,6 +1,7 @@
-"""Rule summarize: tables/runs.csv (one row per run) and tables/summary.csv (mean ± std over seeds)."""
+"""Rule summarize: tables/runs.csv (one row per run) and tables/summary.csv (mean ± std over seeds).
 
-from pathlib import Path
+Inputs: `curves` and one list per analysis, each in the order of params.runs.
+"""
 
 import xarray as xr
 
@@ -11,13 +12,12 @@ from ddscope.summary import run_row, runs_table, summary_table
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):
-    metrics_dir = Path(snakemake.output.runs).parent.parent / "metrics"
     rows = []
-    for run, curves_path in zip(snakemake.params.runs, snakemake.input.curves):
-        with xr.open_dataset(curves_path, engine="h5netcdf") as curves:
+    for i, run in enumerate(snakemake.params.runs):
+        with xr.open_dataset(snakemake.input.curves[i], engine="h5netcdf") as curves:
             curves = curves.load()
         source = curves.attrs["train_config_sha256"]
-        metrics = {a: open_metric(metrics_dir / run / f"{a}.nc", source) for a in snakemake.params.analyses}
+        metrics = {a: open_metric(snakemake.input[a][i], source) for a in snakemake.params.analyses}
         rows.append(run_row(run, metrics, curves))
     runs = runs_table(rows)
     for path, table in [(snakemake.output.runs, runs), (snakemake.output.summary, summary_table(runs))]:

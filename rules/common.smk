@@ -87,10 +87,11 @@ def train_spec(wildcards):
 
 
 def train_gpus():
-    """The gpu resource of training: only when the study trains on GPUs (train.gpus), so the default
-    config fits a CPU partition (a gres request is refused by a cluster without GPUs).
+    """The gpu resource of training: only when the study trains on GPUs (train.gpus, or an explicit
+    train.device: cuda), so the default config fits a CPU partition (a gres request is refused there).
     """
-    gpus = config.get("train", {}).get("gpus", 0)
+    t = config.get("train", {})
+    gpus = t.get("gpus", 0) or int(t.get("device", "auto").startswith("cuda"))
     return {"gpu": gpus} if gpus else {}
 
 
@@ -115,5 +116,5 @@ def extract_mem_mb(analysis):
 
 
 def analysis_params(analysis):
-    """An analysis' settings as rule params: only those that change its results."""
+    """The settings of an analysis that change its results (the params of its extract job)."""
     return results_settings(analysis, config["analyses"][analysis])

@@ -9,7 +9,7 @@ rule prepare_dataset:
         "../envs/ddscope.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=sizing.dataset_mem_mb(config) if RUNS else 1000,
         runtime=30,
     params:
         dataset=dataset_params(),
@@ -30,7 +30,7 @@ rule make_noisy_labels:
         "../envs/ddscope.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=sizing.dataset_mem_mb(config) if RUNS else 1000,
         runtime=10,
     params:
         noise_seed=config["noise"]["seed"],

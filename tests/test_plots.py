@@ -305,10 +305,10 @@ def _write_inputs(root, inputs, names):
             if name == "curves":
                 path = root / "runs" / run / "curves.nc"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                ds.assign_attrs(train_config_sha256=f"sha-{run}").to_netcdf(path, engine="h5netcdf")
+                ds.assign_attrs(run=run, train_config_sha256=f"sha-{run}").to_netcdf(path, engine="h5netcdf")
             else:
                 path = root / "metrics" / run / f"{name}.nc"
-                write_metric(ds.assign_attrs(train_config_sha256=f"sha-{run}"), path)
+                write_metric(ds.assign_attrs(run=run, train_config_sha256=f"sha-{run}"), path)
             paths.setdefault(name, []).append(str(path))
     return paths
 
@@ -337,7 +337,7 @@ def test_script_writes_a_png(tmp_path, figure, names):
 def test_script_refuses_metrics_of_another_training_run(tmp_path):
     inputs = _inputs(models=("mlp3",), seeds=(0,))
     paths = _write_inputs(tmp_path, inputs, ["curves", "double_descent"])
-    stale = inputs["double_descent"]["mlp3-sym30-ce-s0"].assign_attrs(train_config_sha256="old")
+    stale = inputs["double_descent"]["mlp3-sym30-ce-s0"].assign_attrs(run="mlp3-sym30-ce-s0", train_config_sha256="old")
     write_metric(stale, paths["double_descent"][0])
     with pytest.raises(SystemExit):
         _run_script("curves", paths, tmp_path / "curves.png", tmp_path)

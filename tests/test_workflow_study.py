@@ -151,3 +151,25 @@ def test_new_seed_trains_only_the_new_runs(study):
 def test_learning_rate_retrains(study):
     jobs = dry_run(study, changed("train", "lr", 3e-3))
     assert jobs["train"] == len(RUNS) and "prepare_dataset" not in jobs
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("train", "device", "cpu"), ("train", "threads", 2), ("train", "eval_batch_size", 100),
+    ("train", "checkpoint_every", 5), ("train", "gpus", 0), ("analyses", "cka.max_mem_mb", 64),
+])
+def test_execution_settings_rerun_nothing(study, section, key, value):
+    # they say how a result is computed, not what it is: a finished study stays finished
+    assert dry_run(study, changed(section, key, value)) == {}
+
+
+def test_training_asks_for_a_gpu_only_when_the_study_trains_on_gpus(study):
+    def train_resources(config):
+        result = run_snakemake(study, "-n", "--forcerun", "train", configfile=write_config(study, config, "gpu.yaml"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        out = result.stdout + result.stderr
+        block = out[out.index("rule train:"):]
+        return block[block.index("resources:"):].splitlines()[0]
+
+    assert "gpu=" not in train_resources(TINY)  # the default (device auto, gpus 0) fits a CPU partition
+    assert "gpu=1" in train_resources(changed("train", "gpus", 1))
+    assert "gpu=1" in train_resources(changed("train", "device", "cuda"))

@@ -1,0 +1,56 @@
+"""Job resources sized from the config: grow with what costs, stay generous, pick the device's throughput."""
+
+import copy
+
+import yaml
+from conftest import REPO, SCHEMA
+
+from ddscope import resources
+from ddscope.config import validate_config
+
+
+def config(path="config.yaml", **train):
+    c = validate_config(yaml.safe_load((REPO / path).read_text()), SCHEMA)
+    c["train"].update(train)
+    return c
+
+
+def test_deeper_and_wider_models_ask_for_more():
+    c = config()
+    assert resources.train_runtime_min(c, "mlp7") > resources.train_runtime_min(c, "mlp3")
+    wide = copy.deepcopy(c)
+    wide["models"]["mlp3"]["hidden"] = [1024, 1024]
+    assert resources.train_runtime_min(wide, "mlp3") > resources.train_runtime_min(c, "mlp3")
+    assert resources.train_mem_mb(wide, "mlp3") >= resources.train_mem_mb(c, "mlp3")
+    assert resources.extract_mem_mb(wide, "mlp3", "separation") > resources.extract_mem_mb(c, "mlp3", "separation")
+
+
+def test_runtime_covers_the_measured_default_study_with_margin():
+    # measured: MLP7 of the default study trains in 170 s on one thread of this project's 2-core CPU
+    assert resources.train_runtime_min(config(), "mlp7") * 60 >= 3 * 170
+
+
+def test_runtime_scales_with_epochs_and_threads():
+    c = config()
+    assert resources.train_runtime_min(config(epochs=6000), "mlp7") > 5 * resources.train_runtime_min(c, "mlp7") / 2
+    assert resources.train_runtime_min(config(threads=4), "mlp7") < resources.train_runtime_min(c, "mlp7")
+
+
+def test_gpu_studies_are_sized_for_a_gpu():
+    paper = config("configs/cifar10-paper.yaml")
+    assert paper["train"]["gpus"] == 1
+    cpu = copy.deepcopy(paper)
+    cpu["train"]["gpus"] = 0
+    assert resources.train_runtime_min(paper, "mlp7") < resources.train_runtime_min(cpu, "mlp7")
+    # CIFAR-10 in memory (50 000 x 3072 float32, twice) must fit the training job
+    assert resources.train_mem_mb(paper, "mlp7") > 2 * 60_000 * 3072 * 4 / 2**20
+    assert resources.dataset_mem_mb(paper) > resources.dataset_mem_mb(config())
+
+
+def test_cka_memory_includes_its_budget():
+    c = config()
+    assert resources.extract_mem_mb(c, "mlp7", "cka") >= resources.extract_mem_mb(c, "mlp7", "routing") + 1024 - 256
+
+
+def test_parameter_count():
+    assert resources.n_parameters(40, [128, 128], 10) == 41 * 128 + 129 * 128 + 129 * 10

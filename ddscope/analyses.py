@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .artifacts import ArtifactError, atomic_path, read_dataset
+from .artifacts import ArtifactError, read_dataset, read_netcdf, write_netcdf
 from .config import parse_run
-from .recording import open_activations
+from .recording import corrupted_chunks_reported, open_activations
 from .registry import ANALYSES
 
 
@@ -44,17 +44,17 @@ def compute(name: str, run: str, source: str | Path, params: dict, dataset_path:
     """Run analysis `name` of run `run` on `source`: its curves.nc or its activations.zarr (ANALYSES says which)."""
     reads = ANALYSES[name]["reads"] if name in ANALYSES else None
     if reads == "curves":
-        with xr.open_dataset(source, engine="h5netcdf") as curves:
-            curves = curves.load()
+        curves = read_netcdf(source)
         ds, attrs = _function(name)(curves, params), curves.attrs
     elif reads == "activations":
         acts = open_activations(source)
-        if name == "large_activation":
-            ds = _function(name)(acts, probe_inputs(dataset_path, acts), params)
-        elif name == "probes":
-            ds = _function(name)(acts, params, device=device)
-        else:
-            ds = _function(name)(acts, params)
+        with corrupted_chunks_reported(source):  # chunks are read lazily, inside the analysis
+            if name == "large_activation":
+                ds = _function(name)(acts, probe_inputs(dataset_path, acts), params)
+            elif name == "probes":
+                ds = _function(name)(acts, params, device=device)
+            else:
+                ds = _function(name)(acts, params)
         attrs = acts.attrs
     else:
         raise ValueError(f"unknown analysis {name!r}")
@@ -66,19 +66,13 @@ def compute(name: str, run: str, source: str | Path, params: dict, dataset_path:
 
 
 def write_metric(ds: xr.Dataset, path: str | Path) -> None:
-    # NetCDF has no bool type: flags are stored as int8 0/1
-    ds = ds.map(lambda v: v.astype(np.int8) if v.dtype == bool else v)
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+    # flags are stored as int8 0/1, which every NetCDF reader understands
+    write_netcdf(ds.map(lambda v: v.astype(np.int8) if v.dtype == bool else v), path)
 
 
 def open_metric(path: str | Path, train_config_sha256: str | None = None) -> xr.Dataset:
-    """Load a metric file; with a hash, refuse one computed from another version of the run."""
-    path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"{path}: missing (run the workflow to create it)")
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        ds = ds.load()
+    """Load a metric file (content hash checked); with a hash, refuse one computed from another version of the run."""
+    ds = read_netcdf(path)
     if train_config_sha256 and ds.attrs.get("train_config_sha256") != train_config_sha256:
         raise ArtifactError(f"{path}: computed from another version of run {ds.attrs.get('run')}; rerun its extract job")
     return ds

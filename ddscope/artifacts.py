@@ -72,23 +72,76 @@ def read_h5(path: str | Path, names: list[str] | None = None) -> tuple[dict[str,
     return arrays, attrs
 
 
+def sha256_dataset(ds) -> str:
+    """Content hash of an xarray Dataset: every variable and coordinate (name, dims, dtype, shape, bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        values = np.asarray(ds.variables[name].values)
+        h.update(f"{name}{ds.variables[name].dims}{values.shape}".encode())
+        if values.dtype.kind in "OUS":  # strings come back from NetCDF as objects: hash their text
+            h.update("\0".join(map(str, values.ravel())).encode())
+        else:
+            h.update(sha256_arrays(values).encode())
+    return h.hexdigest()
+
+
+def write_netcdf(ds, path: str | Path) -> None:
+    """Write a Dataset atomically with its content hash (attr content_sha256), which read_netcdf checks."""
+    ds = ds.assign_attrs(content_sha256=sha256_dataset(ds))
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+def read_netcdf(path: str | Path, fileobj=None):
+    """Load a NetCDF artifact and check it against its content_sha256: a flipped byte is one line, not a number.
+
+    `fileobj` reads from an open (e.g. s3fs) file instead of the path, which then only names it in errors.
+    """
+    import xarray as xr
+
+    path = Path(path) if fileobj is None else path
+    if fileobj is None and not Path(path).exists():
+        raise ArtifactError(f"{path}: missing (run the workflow to create it)")
+    try:
+        with xr.open_dataset(fileobj if fileobj is not None else path, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ArtifactError(f"{path}: unreadable NetCDF file ({type(e).__name__}: {e}); "
+                            "delete it and rerun the job that makes it") from None
+    recorded = ds.attrs.get("content_sha256")
+    if recorded is None:
+        raise ArtifactError(f"{path}: has no content_sha256 (written by an older ddscope?); "
+                            "delete it and rerun the job that makes it")
+    if sha256_dataset(ds) != recorded:
+        raise ArtifactError(f"{path}: contents do not match their recorded content_sha256 (corrupted?); "
+                            "delete it and rerun the job that makes it")
+    return ds
+
+
+def read_h5_verified(path: str | Path, names: list[str]) -> tuple[dict[str, np.ndarray], dict]:
+    """Load arrays `names` and check them, in that order, against the content_sha256 written with them."""
+    arrays, attrs = read_h5(path, names)
+    if sha256_arrays(*(arrays[k] for k in names)) != attrs.get("content_sha256"):
+        raise ArtifactError(f"{path}: arrays do not match their recorded content_sha256 (corrupted?); "
+                            "delete it and rerun")
+    return arrays, attrs
+
+
 DATASET_ARRAYS = ["x_train", "y_train", "x_test", "y_test"]
 
 
 def read_dataset(path: str | Path, verify: bool = True) -> tuple[dict[str, np.ndarray], dict]:
     """Load data/dataset.h5 and check its arrays against the content hash written with them."""
-    arrays, attrs = read_h5(path, DATASET_ARRAYS)
-    if verify and sha256_arrays(*(arrays[k] for k in DATASET_ARRAYS)) != attrs.get("content_sha256"):
-        raise ArtifactError(f"{path}: arrays do not match their recorded content_sha256 (corrupted?); delete it and rerun")
-    return arrays, attrs
+    return read_h5_verified(path, DATASET_ARRAYS) if verify else read_h5(path, DATASET_ARRAYS)
 
 
 LABEL_ARRAYS = ["y_original", "y_noisy", "is_noisy", "probe_clean", "probe_noisy", "probe_test"]
 
 
 def read_labels(path: str | Path, dataset_attrs: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    """Load labels/<noise>.h5, check y_noisy against its sha256 and (optionally) that it was made from this dataset."""
-    arrays, attrs = read_h5(path, LABEL_ARRAYS)
+    """Load labels/<noise>.h5, check every array against content_sha256 (y_noisy also against sha256) and
+    (optionally) that it was made from this dataset."""
+    arrays, attrs = read_h5_verified(path, LABEL_ARRAYS)
     if sha256_arrays(arrays["y_noisy"]) != attrs.get("sha256"):
         raise ArtifactError(f"{path}: y_noisy does not match its recorded sha256 (corrupted?); delete it and rerun")
     if dataset_attrs is not None and attrs.get("dataset_sha256") != dataset_attrs.get("content_sha256"):

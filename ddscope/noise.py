@@ -73,6 +73,7 @@ def make_noisy_labels(y_train, y_test, kind, rate, n_classes, seed, probe_sizes,
         "n_classes": int(n_classes),
         "flips_change_class": bool(np.all(y_noisy[is_noisy] != arrays["y_original"][is_noisy])),
         "sha256": sha256_arrays(y_noisy),
+        "content_sha256": sha256_arrays(*arrays.values()),  # every array, in LABEL_ARRAYS order
         "dataset_sha256": dataset_sha256,
     }
     return arrays, attrs

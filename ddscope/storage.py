@@ -126,18 +126,18 @@ def s3_storage_options(endpoint_url: str | None = None) -> dict:
 
 
 def open_netcdf(path_or_url: str | Path, storage_options: dict | None = None):
-    """Open a NetCDF artifact (curves.nc, metrics/<run>/<analysis>.nc) from a path or an s3:// URL, loaded."""
-    import xarray as xr
+    """Open a NetCDF artifact (curves.nc, metrics/<run>/<analysis>.nc) from a path or an s3:// URL, loaded and
+    checked against its content hash."""
+    from .artifacts import read_netcdf
 
     url = str(path_or_url)
     if url.startswith("s3://"):
         import s3fs
 
         fs = s3fs.S3FileSystem(**(storage_options if storage_options is not None else s3_storage_options()))
-        with fs.open(url, "rb") as f, xr.open_dataset(f, engine="h5netcdf") as ds:
-            return ds.load()
-    with xr.open_dataset(url, engine="h5netcdf") as ds:
-        return ds.load()
+        with fs.open(url, "rb") as f:
+            return read_netcdf(url, fileobj=f)
+    return read_netcdf(url)
 
 
 def open_zarr(path_or_url: str | Path, storage_options: dict | None = None):

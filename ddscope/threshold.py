@@ -377,11 +377,9 @@ DATA_ARRAYS = ["x", "y", "noise", "seeds"]
 
 
 def read_teacher(path) -> tuple[dict[str, np.ndarray], dict]:
-    from .artifacts import ArtifactError, read_h5, sha256_arrays
+    from .artifacts import read_h5_verified
 
-    arrays, attrs = read_h5(path, TEACHER_ARRAYS)
-    if sha256_arrays(*(arrays[k] for k in TEACHER_ARRAYS)) != attrs.get("content_sha256"):
-        raise ArtifactError(f"{path}: arrays do not match their recorded content_sha256 (corrupted?); delete it and rerun")
+    arrays, attrs = read_h5_verified(path, TEACHER_ARRAYS)
     return arrays, attrs
 
 
@@ -400,11 +398,9 @@ def data_artifact(teacher: dict, teacher_attrs: dict, n: int, spec: dict) -> tup
 
 
 def read_training_set(path, teacher_attrs: dict) -> tuple[dict[str, np.ndarray], dict]:
-    from .artifacts import ArtifactError, read_h5, sha256_arrays
+    from .artifacts import ArtifactError, read_h5_verified
 
-    arrays, attrs = read_h5(path, DATA_ARRAYS)
-    if sha256_arrays(*(arrays[k] for k in DATA_ARRAYS)) != attrs.get("content_sha256"):
-        raise ArtifactError(f"{path}: arrays do not match their recorded content_sha256 (corrupted?); delete it and rerun")
+    arrays, attrs = read_h5_verified(path, DATA_ARRAYS)
     if attrs.get("teacher_sha256") != teacher_attrs.get("content_sha256"):
         raise ArtifactError(f"{path}: made from a different teacher than the current data/teacher.h5; delete it and rerun")
     return arrays, attrs
@@ -437,13 +433,6 @@ def train_run(teacher_path, data_path, spec: dict, log=None):
              **{f"train_{k}": (list(v) if isinstance(v, (list, tuple)) else v) for k, v in spec.items()}}
     return run_dataset(n, seeds, result, attrs)
 
-
-def write_netcdf(ds, path) -> None:
-    """Write an xarray Dataset as NetCDF4 (h5netcdf), atomically."""
-    from .artifacts import atomic_path
-
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
 
 
 # --- the sweep ------------------------------------------------------------------------------------------

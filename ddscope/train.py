@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from .artifacts import ArtifactError, atomic_path, read_dataset, read_labels
+from .artifacts import ArtifactError, atomic_path, read_dataset, read_labels, write_netcdf
 from .config import EXECUTION_KEYS
 from .models import MLP, resolve_device
 from .recording import ActivationStore, probe_coords
@@ -286,9 +286,7 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
     # outputs appear only now, each atomically
     attrs = {"run": spec["run"], **fp, "splits_loss": "cross-entropy (no label smoothing)"}
     epochs_done = sorted(curves)
-    with atomic_path(paths.curves) as tmp:
-        _curves_dataset(epochs_done, np.stack([curves[e] for e in epochs_done]), attrs).to_netcdf(
-            tmp, engine="h5netcdf")
+    write_netcdf(_curves_dataset(epochs_done, np.stack([curves[e] for e in epochs_done]), attrs), paths.curves)
     with atomic_path(paths.model) as tmp:
         torch.save({"state_dict": model.state_dict(), "in_dim": d.x_train.shape[1], "hidden": spec["hidden"],
                     "n_classes": n_classes, **fp}, tmp)

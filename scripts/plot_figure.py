@@ -4,11 +4,9 @@ Named inputs are lists over the runs (curves: runs/<run>/curves.nc, any other na
 params.figure picks the ddscope.plots function, params.style is config["figures"] (dpi, band).
 """
 
-import xarray as xr
-
 from ddscope import plots
 from ddscope.analyses import open_metric
-from ddscope.artifacts import ArtifactError
+from ddscope.artifacts import ArtifactError, read_netcdf
 from ddscope.joblog import expected_errors, job_logger
 
 # figure -> (plotting function, the named inputs it takes, in order)
@@ -28,11 +26,7 @@ def load(name, paths, sources):
     """run -> dataset for one named input; every file of a run must come from the same training run."""
     out = {}
     for path in paths:
-        if name == "curves":
-            with xr.open_dataset(path, engine="h5netcdf") as ds:
-                ds = ds.load()
-        else:
-            ds = open_metric(path)
+        ds = read_netcdf(path) if name == "curves" else open_metric(path)
         run, sha = ds.attrs["run"], ds.attrs.get("train_config_sha256")
         if sources.setdefault(run, sha) != sha:
             raise ArtifactError(f"{path}: computed from another version of run {run}; rerun its extract job")

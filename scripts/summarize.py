@@ -3,10 +3,8 @@
 Inputs: `curves` and one list per analysis, each in the order of params.runs.
 """
 
-import xarray as xr
-
 from ddscope.analyses import open_metric
-from ddscope.artifacts import atomic_path
+from ddscope.artifacts import atomic_path, read_netcdf
 from ddscope.joblog import expected_errors, job_logger
 from ddscope.summary import run_row, runs_table, summary_table
 
@@ -14,8 +12,7 @@ log = job_logger(snakemake.log[0])
 with expected_errors(log):
     rows = []
     for i, run in enumerate(snakemake.params.runs):
-        with xr.open_dataset(snakemake.input.curves[i], engine="h5netcdf") as curves:
-            curves = curves.load()
+        curves = read_netcdf(snakemake.input.curves[i])
         source = curves.attrs["train_config_sha256"]
         metrics = {a: open_metric(snakemake.input[a][i], source) for a in snakemake.params.analyses}
         rows.append(run_row(run, metrics, curves))

@@ -1,15 +1,12 @@
 """Rule threshold_findings: threshold/findings_rows.md, the threshold study's rows of findings.md (rule findings merges them)."""
 
-import xarray as xr
-
-from ddscope.artifacts import atomic_path
+from ddscope.artifacts import atomic_path, read_netcdf
 from ddscope.joblog import expected_errors, job_logger
 from ddscope.threshold import findings_fragment, findings_rows
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):
-    with xr.open_dataset(snakemake.input.sweep, engine="h5netcdf") as ds:
-        rows = findings_rows(ds.load())
+    rows = findings_rows(read_netcdf(snakemake.input.sweep))
     with atomic_path(snakemake.output.findings) as tmp:
         tmp.write_text(findings_fragment(snakemake.params.study, rows))
     for claim, measured, _, verdict in rows:

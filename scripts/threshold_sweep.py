@@ -1,18 +1,15 @@
 """Rule threshold_sweep: threshold/threshold_sweep.nc over (n, seed, step) with the estimated threshold."""
 
-import xarray as xr
-
-from ddscope.artifacts import ArtifactError
+from ddscope.artifacts import ArtifactError, read_netcdf, write_netcdf
 from ddscope.joblog import expected_errors, job_logger
-from ddscope.threshold import build_sweep, read_teacher, write_netcdf
+from ddscope.threshold import build_sweep, read_teacher
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):
     _, teacher_attrs = read_teacher(snakemake.input.teacher)
     runs = []
     for path in snakemake.input.runs:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            ds = ds.load()
+        ds = read_netcdf(path)
         if ds.attrs.get("teacher_sha256") != teacher_attrs["content_sha256"]:
             raise ArtifactError(f"{path}: trained with a different teacher than data/teacher.h5; delete it and rerun")
         runs.append(ds)

@@ -3,7 +3,8 @@
 import time
 
 from ddscope.joblog import expected_errors, job_logger
-from ddscope.threshold import train_run, write_netcdf
+from ddscope.artifacts import write_netcdf
+from ddscope.threshold import train_run
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):

@@ -18,6 +18,7 @@ from synthetic import make_activations, make_curves, make_x_probe
 
 from ddscope import plots
 from ddscope.analyses import write_metric
+from ddscope.artifacts import write_netcdf
 from ddscope.cka import extract_cka
 from ddscope.collapse import extract_collapse
 from ddscope.double_descent import extract_double_descent
@@ -305,7 +306,7 @@ def _write_inputs(root, inputs, names):
             if name == "curves":
                 path = root / "runs" / run / "curves.nc"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                ds.assign_attrs(run=run, train_config_sha256=f"sha-{run}").to_netcdf(path, engine="h5netcdf")
+                write_netcdf(ds.assign_attrs(run=run, train_config_sha256=f"sha-{run}"), path)
             else:
                 path = root / "metrics" / run / f"{name}.nc"
                 write_metric(ds.assign_attrs(run=run, train_config_sha256=f"sha-{run}"), path)

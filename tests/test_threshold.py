@@ -13,6 +13,7 @@ import torch
 import xarray as xr
 
 from ddscope import threshold as T
+from ddscope.artifacts import write_netcdf
 from ddscope.threshold_plots import PLOTS, save_figure, seed_band
 
 
@@ -361,7 +362,7 @@ def test_seed_band():
 
 def test_run_dataset_roundtrips_through_netcdf(tmp_path):
     ds = synthetic_sweep()
-    T.write_netcdf(ds, tmp_path / "sweep.nc")
+    write_netcdf(ds, tmp_path / "sweep.nc")
     with xr.open_dataset(tmp_path / "sweep.nc", engine="h5netcdf") as back:
         back = back.load()
     assert back.interpolates.dtype == bool

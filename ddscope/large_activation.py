@@ -9,8 +9,8 @@ Per (epoch, layer), over all probes (clean, noisy, test):
   (median 0): such a layer gets ratio = top_value / median_floor, a dead layer (top 0) gets 0.
 - onset_epoch[l] = first recorded epoch with ratio >= ratio_threshold (NaN if never).
 
-At `n_epochs` analysed epochs (analysed_epoch_indices: log-spaced in epoch + 1 over the recorded schedule,
-first and last recorded epoch included), for the top unit of each layer at that epoch, over the *train*
+At `n_epochs` analysed epochs (ddscope.epochs.spread_epoch_indices, shared with probes: log-spaced over the
+recorded schedule, first and last recorded epoch included), for the top unit of each layer at that epoch, over the *train*
 probes only (clean + noisy: their inputs are the training inputs the network fitted; test probes are
 left out so that both measures use the same samples):
 
@@ -30,31 +30,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ddscope.epochs import spread_epoch_indices
 from ddscope.separation import layer_numbers, load, load_by_sample, probe_info
 
 DEFAULT_PARAMS = {"ratio_threshold": 10.0, "n_epochs": 8, "ridge_alpha": 1.0, "cv_folds": 5, "median_floor": 1e-3}
 TARGETS = ("assigned", "original", "predicted")
-
-
-def analysed_epoch_indices(epochs, n: int) -> np.ndarray:
-    """Positions of min(n, E) recorded epochs spread log-uniformly in (epoch + 1); always the last.
-
-    n >= 2 always includes the first recorded epoch too. Targets falling on the same recorded
-    epoch are topped up greedily with the epoch farthest (in log(epoch + 1)) from those chosen.
-    """
-    x = np.log1p(np.asarray(epochs, dtype=np.float64))
-    e = x.shape[0]
-    n = int(min(max(n, 1), e))
-    if n == 1:
-        return np.array([e - 1])
-    targets = np.linspace(x[0], x[-1], n)
-    chosen = set(np.abs(x[None, :] - targets[:, None]).argmin(axis=1).tolist())
-    while len(chosen) < n:
-        picked = np.fromiter(chosen, dtype=np.int64)
-        dist = np.abs(x[:, None] - x[None, picked]).min(axis=1)
-        dist[picked] = -1.0
-        chosen.add(int(dist.argmax()))
-    return np.array(sorted(chosen))
 
 
 def ridge_cv_r2(x: np.ndarray, y: np.ndarray, alpha: float, n_folds: int) -> np.ndarray:
@@ -134,7 +114,7 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
     widths = [int(acts[f"act_{layer}"].shape[-1]) for layer in layers]
     n_e, n_l, u_max = len(epochs), len(layers), max(widths)
     unit_max = np.full((n_e, n_l, u_max), np.nan, dtype=np.float32)
-    idx_a = analysed_epoch_indices(epochs, p["n_epochs"])
+    idx_a = spread_epoch_indices(epochs, p["n_epochs"])
     top_at = np.zeros((len(idx_a), n_l, int(train.sum())), dtype=np.float32)  # top unit's value, train probes
 
     top_value = np.zeros((n_e, n_l), dtype=np.float32)

@@ -1,6 +1,6 @@
 """Linear probes per layer and epoch, and agreement of their decision regions.
 
-At `n_epochs` recorded epochs spread over the schedule (see `select_epochs`), one linear softmax probe per
+At `n_epochs` recorded epochs spread over the schedule (ddscope.epochs.spread_epoch_indices, shared with large_activation), one linear softmax probe per
 hidden layer is trained on the clean probe samples with their original labels. Protocol (deterministic,
 no randomness at all):
 
@@ -25,32 +25,11 @@ import torch
 import xarray as xr
 
 from ddscope.cka import netcdf_attrs
+from ddscope.epochs import spread_epoch_indices
 from ddscope.optim import adam_moments, adam_step
 
 TARGETS = ("clean", "test", "noisy_original", "noisy_assigned")
 DEFAULTS = {"n_epochs": 8, "steps": 300, "lr": 0.02, "l2": 1e-4}
-
-
-def select_epochs(epochs, n: int) -> np.ndarray:
-    """Indices of `n` recorded epochs spread over the schedule, first and last included.
-
-    Targets are log-spaced in epoch+1 between the first and last recorded epoch (so epoch 0 = init works);
-    each target takes the nearest (in log(epoch+1)) recorded epoch not taken yet. Returns sorted, distinct
-    indices; all indices when fewer than `n` epochs were recorded.
-    """
-    epochs = np.asarray(epochs, dtype=np.float64)
-    m = len(epochs)
-    if n >= m:
-        return np.arange(m)
-    if n == 1:
-        return np.array([m - 1])
-    pos = np.log1p(epochs - epochs[0])  # in case the first recorded epoch is not 0
-    targets = np.linspace(pos[0], pos[-1], n)
-    chosen: list[int] = [0, m - 1]
-    for target in targets[1:-1]:
-        free = np.setdiff1d(np.arange(m), chosen)
-        chosen.append(int(free[np.argmin(np.abs(pos[free] - target))]))
-    return np.array(sorted(chosen))
 
 
 def subsets(acts: xr.Dataset) -> np.ndarray:
@@ -126,7 +105,7 @@ def extract_probes(acts: xr.Dataset, params: dict | None = None, device="cpu") -
     params = {**DEFAULTS, **(params or {})}
     n_layers = int(acts.attrs["n_layers"])
     n_classes = int(acts.attrs["n_classes"])
-    idx = select_epochs(acts["epoch"].values, int(params["n_epochs"]))
+    idx = spread_epoch_indices(acts["epoch"].values, int(params["n_epochs"]))
     probe_epochs = np.asarray(acts["epoch"].values)[idx]
     subset = subsets(acts)
     y_orig = np.asarray(acts["y_original"].values, dtype=np.int64)

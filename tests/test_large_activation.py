@@ -8,7 +8,7 @@ import xarray as xr
 import yaml
 from synthetic import make_activations, make_x_probe, with_values, write_zarr
 
-from ddscope.large_activation import (DEFAULT_PARAMS, analysed_epoch_indices, correlation_ratio,
+from ddscope.large_activation import (DEFAULT_PARAMS, correlation_ratio,
                                       extract_large_activation, ridge_cv_r2)
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -66,16 +66,6 @@ def test_ratio_stays_finite_with_dead_units(acts):
     ratio = ds.ratio.sel(layer=1).values
     assert np.isfinite(ratio).all() and ratio[0] == 0.0
     np.testing.assert_allclose(ratio[1:], ds.top_value.sel(layer=1)[1:] / PARAMS["median_floor"], rtol=1e-5)
-
-
-def test_analysed_epochs_spread_over_schedule():
-    epochs = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 14, 20, 28, 40, 57, 80, 113, 160, 226, 300])
-    idx = analysed_epoch_indices(epochs, 8)
-    assert len(idx) == 8 and idx[0] == 0 and idx[-1] == len(epochs) - 1 and (np.diff(idx) > 0).all()
-    assert list(analysed_epoch_indices(epochs, 1)) == [len(epochs) - 1]
-    assert list(analysed_epoch_indices(epochs[:3], 8)) == [0, 1, 2]
-    # dense early epochs collapse onto the same targets; the top-up keeps the count
-    assert len(analysed_epoch_indices(np.arange(6), 5)) == 5
 
 
 def test_ridge_r2_linear_vs_noise():

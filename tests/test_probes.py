@@ -7,23 +7,7 @@ import pytest
 import torch
 import xarray as xr
 
-from ddscope.probes import TARGETS, agreement, extract_probes, select_epochs, train_probes
-
-
-def test_select_epochs_spread_on_log_axis():
-    epochs = np.array(list(range(11)) + [13, 17, 23, 31, 42, 57, 77, 104, 140, 190, 256, 300])
-    idx = select_epochs(epochs, 8)
-    assert len(idx) == 8 and len(set(idx)) == 8
-    assert idx[0] == 0 and idx[-1] == len(epochs) - 1
-    assert np.all(np.diff(idx) > 0)
-    picked = epochs[idx]
-    gaps = np.diff(np.log1p(picked))
-    assert gaps.max() < 3 * gaps.min() + 0.5  # roughly even on a log axis
-    assert list(select_epochs([0, 1, 2], 8)) == [0, 1, 2]
-    assert list(select_epochs([0, 1, 2, 3], 2)) == [0, 3]
-    # targets crowding into the dense early epochs still give distinct epochs
-    assert len(set(select_epochs(np.arange(12), 12))) == 12
-    assert len(set(select_epochs(np.r_[np.arange(11), 300], 10))) == 10
+from ddscope.probes import TARGETS, agreement, extract_probes, train_probes
 
 
 def blobs(n, n_classes, p, rng, labels=None, spread=0.3):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -173,3 +174,13 @@ def test_training_asks_for_a_gpu_only_when_the_study_trains_on_gpus(study):
     assert "gpu=" not in train_resources(TINY)  # the default (device auto, gpus 0) fits a CPU partition
     assert "gpu=1" in train_resources(changed("train", "gpus", 1))
     assert "gpu=1" in train_resources(changed("train", "device", "cuda"))
+
+
+def test_activation_store_opens_with_plain_xarray_without_warnings(study):
+    # a directory() output holds Snakemake's .snakemake_timestamp; consolidated metadata keeps zarr from listing it
+    store = study / "results" / "tiny" / "runs" / RUNS[0] / "activations.zarr"
+    assert (store / ".snakemake_timestamp").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        acts = xr.open_zarr(store)
+        assert float(acts.act_1.isel(epoch=-1).mean()) >= 0

@@ -54,3 +54,18 @@ def test_cka_memory_includes_its_budget():
 
 def test_parameter_count():
     assert resources.n_parameters(40, [128, 128], 10) == 41 * 128 + 129 * 128 + 129 * 10
+
+
+def test_a_job_that_asked_for_a_gpu_never_trains_on_the_cpu(monkeypatch):
+    import pytest
+    import torch
+
+    from ddscope.config import DeviceError
+    from ddscope.models import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"  # gpus 0: a CPU study
+    with pytest.raises(DeviceError, match="train.gpus is 1 but this job sees no GPU"):
+        resolve_device("auto", gpus=1)
+    with pytest.raises(DeviceError, match="no CUDA device is visible"):
+        resolve_device("cuda")

@@ -74,6 +74,10 @@ include: "rules/summary.smk"
 include: "rules/threshold.smk"
 
 
+onstart:
+    check_training_device()
+
+
 rule all:
     default_target: True
     input:

@@ -118,3 +118,24 @@ def extract_mem_mb(analysis):
 def analysis_params(analysis):
     """The settings of an analysis that change its results (the params of its extract job)."""
     return results_settings(analysis, config["analyses"][analysis])
+
+
+def check_training_device():
+    """At the start of a local run that trains: the GPU the config asks for must be visible.
+
+    One line before any job, instead of the same error from every training job.
+    """
+    t = config.get("train", {})
+    wants_gpu = t.get("device", "auto").startswith("cuda") or t.get("gpus", 0) > 0
+    if not wants_gpu or workflow.executor_plugin.name != "local":
+        return  # on a cluster the submit host need not have the GPUs its jobs get
+    if not any(job.rule.name == "train" for job in workflow.dag.needrun_jobs()):
+        return
+    from ddscope.config import DeviceError
+    from ddscope.models import resolve_device
+
+    try:
+        resolve_device(t["device"], gpus=t["gpus"])
+    except DeviceError as error:
+        print(f"ddscope: {error}", file=sys.stderr)
+        os._exit(1)

@@ -69,3 +69,23 @@ def test_a_job_that_asked_for_a_gpu_never_trains_on_the_cpu(monkeypatch):
         resolve_device("auto", gpus=1)
     with pytest.raises(DeviceError, match="no CUDA device is visible"):
         resolve_device("cuda")
+
+
+def test_a_missing_gpu_is_one_line_before_any_job(tmp_path):
+    import torch
+    from conftest import run_snakemake
+    from tiny_study import TINY, write_config
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("a GPU is visible here: train.device: cuda is valid")
+    config = copy.deepcopy(TINY)
+    config["train"]["device"] = "cuda"
+    result = run_snakemake(tmp_path, configfile=write_config(tmp_path, config))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ddscope:")]
+    assert errors == ["ddscope: train.device is 'cuda' but no CUDA device is visible; use train.device: auto or cpu"]
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()  # no job ran
+    # a dry run plans the study as usual (the check runs only when jobs are about to start)
+    assert run_snakemake(tmp_path, "-n", configfile=write_config(tmp_path, config)).returncode == 0

@@ -125,9 +125,7 @@ def check_training_device():
 
     One line before any job, instead of the same error from every training job.
     """
-    t = config.get("train", {})
-    wants_gpu = t.get("device", "auto").startswith("cuda") or t.get("gpus", 0) > 0
-    if not wants_gpu or workflow.executor_plugin.name != "local":
+    if not train_gpus() or workflow.executor_plugin.name != "local":
         return  # on a cluster the submit host need not have the GPUs its jobs get
     if not any(job.rule.name == "train" for job in workflow.dag.needrun_jobs()):
         return
@@ -135,7 +133,7 @@ def check_training_device():
     from ddscope.models import resolve_device
 
     try:
-        resolve_device(t["device"], gpus=t["gpus"])
+        resolve_device(config["train"]["device"], gpus=config["train"]["gpus"])
     except DeviceError as error:
         print(f"ddscope: {error}", file=sys.stderr)
         os._exit(1)

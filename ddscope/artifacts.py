@@ -99,11 +99,10 @@ def read_netcdf(path: str | Path, fileobj=None):
     """
     import xarray as xr
 
-    path = Path(path) if fileobj is None else path
     if fileobj is None and not Path(path).exists():
         raise ArtifactError(f"{path}: missing (run the workflow to create it)")
     try:
-        with xr.open_dataset(fileobj if fileobj is not None else path, engine="h5netcdf") as ds:
+        with xr.open_dataset(path if fileobj is None else fileobj, engine="h5netcdf") as ds:
             ds = ds.load()
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ArtifactError(f"{path}: unreadable NetCDF file ({type(e).__name__}: {e}); "

@@ -23,6 +23,16 @@ from .artifacts import ArtifactError
 SUBSETS = ("clean", "noisy", "test")
 
 
+@contextlib.contextmanager
+def _accepted_zarr_v3_warnings():
+    """Silence what zarr says of two things this store relies on and xarray reads back fine: its v3 string
+    dtype ("unstable") and consolidated metadata ("not yet in the v3 spec")."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
+
+
 def probe_coords(labels: dict, y_test: np.ndarray) -> dict[str, np.ndarray]:
     """Sample ids, subset names and labels of the probe samples, in the order clean, noisy, test."""
     ids = [labels["probe_clean"], labels["probe_noisy"], labels["probe_test"]]
@@ -52,9 +62,7 @@ class ActivationStore:
         ds = xr.Dataset(coords={"epoch": ("epoch", np.asarray(epochs, dtype=np.int64)),
                                 **{k: ("sample", v) for k, v in coords.items()}})
         ds.attrs.update(attrs, n_complete=0, complete=0, n_layers=len(widths), n_classes=n_classes)
-        with warnings.catch_warnings():
-            # zarr calls its v3 string dtype "unstable"; xarray reads it back fine
-            warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        with _accepted_zarr_v3_warnings():
             ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
         group = zarr.open_group(path, mode="r+", zarr_format=3)
         n_epochs, n_samples = len(epochs), len(coords["sample"])
@@ -102,10 +110,7 @@ class ActivationStore:
         On S3 it also makes opening one GET instead of one per array.
         """
         self.group.attrs["complete"] = 1
-        with warnings.catch_warnings():
-            # zarr says consolidated metadata is not yet in the v3 spec; zarr and xarray read it fine
-            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-            warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
+        with _accepted_zarr_v3_warnings():
             zarr.consolidate_metadata(self.path, zarr_format=3)
 
 

@@ -379,8 +379,7 @@ DATA_ARRAYS = ["x", "y", "noise", "seeds"]
 def read_teacher(path) -> tuple[dict[str, np.ndarray], dict]:
     from .artifacts import read_h5_verified
 
-    arrays, attrs = read_h5_verified(path, TEACHER_ARRAYS)
-    return arrays, attrs
+    return read_h5_verified(path, TEACHER_ARRAYS)
 
 
 def data_artifact(teacher: dict, teacher_attrs: dict, n: int, spec: dict) -> tuple[dict[str, np.ndarray], dict]:
@@ -432,7 +431,6 @@ def train_run(teacher_path, data_path, spec: dict, log=None):
              "teacher_sha256": t_attrs["content_sha256"], "data_sha256": d_attrs["content_sha256"],
              **{f"train_{k}": (list(v) if isinstance(v, (list, tuple)) else v) for k, v in spec.items()}}
     return run_dataset(n, seeds, result, attrs)
-
 
 
 # --- the sweep ------------------------------------------------------------------------------------------

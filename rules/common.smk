@@ -16,6 +16,8 @@ BENCH = f"{RESULTS}/benchmarks"
 
 NOISE_TAGS = [noise_tag(config["noise"]["kind"], r) for r in config["noise"]["rates"]]
 RUNS = run_names(config)
+# memory of the jobs that make the dataset and the label files (none in a threshold-only study)
+DATASET_MEM_MB = sizing.dataset_mem_mb(config) if RUNS else 1000
 # analyses whose extract_<analysis> rule exists; summarize, figures and findings read all of them
 ANALYSES = list(ANALYSIS_REGISTRY)
 
@@ -70,7 +72,7 @@ def train_spec(wildcards):
     changing them reruns nothing; scripts/train.py reads them from the config.
     """
     run = parse_run(wildcards.run)
-    t = results_settings("train", config["train"])
+    t = config["train"]
     spec = {
         "run": wildcards.run,
         "model": run["model"],

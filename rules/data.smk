@@ -9,7 +9,7 @@ rule prepare_dataset:
         "../envs/ddscope.yaml"
     threads: 1
     resources:
-        mem_mb=sizing.dataset_mem_mb(config) if RUNS else 1000,
+        mem_mb=DATASET_MEM_MB,
         runtime=30,
     params:
         dataset=dataset_params(),
@@ -30,7 +30,7 @@ rule make_noisy_labels:
         "../envs/ddscope.yaml"
     threads: 1
     resources:
-        mem_mb=sizing.dataset_mem_mb(config) if RUNS else 1000,
+        mem_mb=DATASET_MEM_MB,
         runtime=10,
     params:
         noise_seed=config["noise"]["seed"],

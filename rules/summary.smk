@@ -1,6 +1,7 @@
 # Tables over all runs and the findings that read them.
 
 
+# inputs: curves and one named list per analysis, each in the order of RUNS
 rule summarize:
     input:
         **{
@@ -8,7 +9,6 @@ rule summarize:
             for analysis in ANALYSES
         },
         curves=expand(f"{RESULTS}/runs/{{run}}/curves.nc", run=RUNS),
-        # one named list per analysis, in the order of RUNS
     output:
         runs=f"{RESULTS}/tables/runs.csv",
         summary=f"{RESULTS}/tables/summary.csv",

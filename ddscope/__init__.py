@@ -6,3 +6,14 @@ Snakefile imports ddscope.config at parse time.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["open_study", "open_activations"]
+
+
+def __getattr__(name):
+    # ddscope.open_study without importing xarray whenever the Snakefile imports ddscope.config
+    if name in __all__:
+        from ddscope import study
+
+        return getattr(study, name)
+    raise AttributeError(f"module 'ddscope' has no attribute {name!r}")

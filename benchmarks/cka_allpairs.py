@@ -1,7 +1,7 @@
 """Benchmark: all-pairs linear CKA (stacked centred Grams, one matmul) vs a pairwise Python loop.
 
 The loop is what common CKA libraries do: for each of the E(E+1)/2 epoch pairs, centre both feature
-matrices and evaluate ||YᵀX||²_F / (||XᵀX||_F ||YᵀY||_F) (ddscope.cka.linear_cka_pair), here in the
+matrices and evaluate ||YᵀX||²_F / (||XᵀX||_F ||YᵀY||_F) (ddscope.analyses.cka.linear_cka_pair), here in the
 inputs' dtype (float32), as those libraries do. Both sides use the same torch thread count.
 A few pairs are also checked against a float64 evaluation of the same formula. Wall and CPU times are
 printed: on a shared machine the CPU-time ratio is the steadier of the two.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ddscope.cka import choose_form, linear_cka_all_pairs, linear_cka_pair  # noqa: E402
+from ddscope.analyses.cka import choose_form, linear_cka_all_pairs, linear_cka_pair  # noqa: E402
 
 
 def make_features(epochs: int, samples: int, units: int, seed: int) -> np.ndarray:

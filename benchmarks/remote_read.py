@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 from s3_server import S3Server  # noqa: E402
 
-from ddscope.recording import ActivationStore, open_activations  # noqa: E402
+from ddscope.analyses.activations import open_activations  # noqa: E402
+from ddscope.recording import ActivationStore  # noqa: E402
 from ddscope.storage import open_zarr  # noqa: E402
 
 EPOCHS, PROBES, WIDTHS, CLASSES = 51, 1500, [128] * 6, 10

@@ -146,3 +146,17 @@ def read_labels(path: str | Path, dataset_attrs: dict | None = None) -> tuple[di
     if dataset_attrs is not None and attrs.get("dataset_sha256") != dataset_attrs.get("content_sha256"):
         raise ArtifactError(f"{path}: made from a different dataset than the current data/dataset.h5; delete it and rerun")
     return arrays, attrs
+
+
+def netcdf_attrs(params: dict) -> dict:
+    """Parameters as NetCDF-safe attrs: bools become 0/1, None becomes "none", lists stay lists."""
+    out = {}
+    for key, value in (params or {}).items():
+        if isinstance(value, (bool, np.bool_)):
+            value = int(value)
+        elif value is None:
+            value = "none"
+        elif isinstance(value, dict):
+            value = repr(value)
+        out[key] = value
+    return out

@@ -1,4 +1,4 @@
-"""Config validation, defaults and the names derived from a config (runs, noise tags, record schedule).
+"""Config validation, defaults and the names derived from a config (runs, noise tags, record schedule, sweeps).
 
 Imported by the Snakefile, so it must stay light: no torch, no numpy-heavy work.
 """
@@ -176,6 +176,46 @@ def has_noisy_label_study(config: dict) -> bool:
     return "models" in config
 
 
+# --- sweeps: a family of models over a depth × width grid -----------------------------------------
+
+
+def sweep_model_name(family: str, depth: int, width: int) -> str:
+    """`mlp3w512`: the family, its depth (linear layers, as in mlp3), `w` and the width of every hidden layer."""
+    return f"{family}{depth}w{width}"
+
+
+def sweep_hidden(depth: int, width: int) -> list[int]:
+    """Hidden widths of a swept model: depth counts linear layers, so depth - 1 hidden ReLU layers of `width`."""
+    return [width] * (depth - 1)
+
+
+def sweep_models(config: dict) -> dict[str, dict]:
+    """name -> {depth, width} of every model of the sweep, depth-major in the config's order ({} without one)."""
+    sweep = config.get("sweep")
+    if not sweep:
+        return {}
+    return {sweep_model_name(sweep["family"], d, w): {"depth": d, "width": w}
+            for d in sweep["depths"] for w in sweep["widths"]}
+
+
+def _expand_sweep(config: dict) -> None:
+    """Add the sweep's models to config["models"], after the named ones.
+
+    A named model with a sweep model's name is an error, unless it is the same network (so that a resolved
+    config validates again unchanged).
+    """
+    grid = sweep_models(config)
+    if not grid:
+        return
+    models = config.setdefault("models", {})
+    for name, g in grid.items():
+        hidden = sweep_hidden(g["depth"], g["width"])
+        if name in models and models[name]["hidden"] != hidden:
+            raise ConfigError(f"models.{name}: clashes with the sweep's model of depth {g['depth']} and width "
+                              f"{g['width']} (rename the model or drop that width from sweep.widths)")
+        models[name] = {"hidden": hidden}
+
+
 def _check_semantics(config: dict) -> None:
     """Checks a schema cannot express: they need several keys at once."""
     if has_noisy_label_study(config) != ("dataset" in config):
@@ -205,12 +245,16 @@ def _check_semantics(config: dict) -> None:
 
 
 def validate_config(config: dict, schema_path: str | Path) -> dict:
-    """Validate, fill defaults, and check cross-key constraints. Returns a new dict; raises ConfigError."""
+    """Validate, fill defaults, expand a sweep into config["models"], and check cross-key constraints.
+
+    Returns a new dict; raises ConfigError.
+    """
     config = copy.deepcopy(dict(config))
     schema = yaml.safe_load(Path(schema_path).read_text())
     _validate_schema(config, schema)
     # a second pass fills defaults inside defaults that were inserted on the first
     _validate_schema(config, schema)
+    _expand_sweep(config)
     _check_semantics(config)
     return config
 
@@ -232,3 +276,15 @@ def run_names(config: dict) -> list[str]:
 def parse_run(run: str) -> dict:
     model, noise, loss, seed = run.split("-")
     return {"model": model, "noise": noise, "loss": loss, "seed": int(seed.removeprefix("s"))}
+
+
+def condition_of(run: str) -> str:
+    """`mlp7-sym30-ce` for run `mlp7-sym30-ce-s0`: the condition shared by the runs that differ only by seed."""
+    p = parse_run(run)
+    return f"{p['model']}-{p['noise']}-{p['loss']}"
+
+
+def parse_condition(cond: str) -> dict:
+    """{model, noise, loss} of a condition `<model>-<noise>-<loss>` (a run name without its seed)."""
+    model, noise, loss = cond.split("-")
+    return {"model": model, "noise": noise, "loss": loss}

@@ -18,7 +18,6 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from .artifacts import ArtifactError
 
 SUBSETS = ("clean", "noisy", "test")
 
@@ -112,37 +111,3 @@ class ActivationStore:
         self.group.attrs["complete"] = 1
         with _accepted_zarr_v3_warnings():
             zarr.consolidate_metadata(self.path, zarr_format=3)
-
-
-# what zarr raises for a chunk whose bytes changed: the crc32c codec's mismatch, or zstd failing on the bytes
-_CORRUPT_CHUNK = ("Stored and computed checksum do not match", "decompression error")
-
-
-@contextlib.contextmanager
-def corrupted_chunks_reported(path: str | Path):
-    """Turn zarr's error for a damaged chunk, met while reading the store lazily, into one ArtifactError line."""
-    try:
-        yield
-    except (ValueError, RuntimeError) as e:
-        if not any(marker in str(e) for marker in _CORRUPT_CHUNK):
-            raise
-        raise ArtifactError(f"{path}: a chunk is corrupted ({str(e).split('.')[0]}); delete the store and "
-                            "rerun its train job") from None
-
-
-def open_activations(path: str | Path) -> xr.Dataset:
-    """Open a finished activations.zarr lazily; refuse one whose training did not finish."""
-    path = Path(path)
-    try:
-        # cache=False: a layer read with .values is not kept in memory after the analysis is done with it
-        # consolidated=True: a finished store always has it (ActivationStore.finish), and it opens without a listing
-        ds = xr.open_dataset(path, engine="zarr", consolidated=True, cache=False, chunks=None)
-    except Exception as e:  # zarr raises several types for a missing or broken store
-        if (path / "zarr.json").is_file() and "consolidated" in str(e).lower():
-            raise ArtifactError(f"{path}: incomplete (training did not finish: no consolidated metadata); "
-                                "rerun its train job") from None
-        raise ArtifactError(f"{path}: not a readable Zarr store ({type(e).__name__}: {e})") from None
-    if not ds.attrs.get("complete") or ds.attrs.get("n_complete") != ds.sizes["epoch"]:
-        raise ArtifactError(f"{path}: incomplete ({ds.attrs.get('n_complete')} of {ds.sizes['epoch']} "
-                            "recorded epochs); rerun its train job")
-    return ds

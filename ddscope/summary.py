@@ -1,11 +1,14 @@
 """tables/runs.csv (one row per run) and tables/summary.csv (mean ± std over seeds).
 
-Each analysis contributes columns through one function below; a per-layer quantity becomes one
-column per layer (`<name>_l<layer>`), and `..._last` stands for the last hidden layer, so models of
+Each analysis contributes columns through summary_columns(ds, metrics) in its module
+(ddscope/analyses/<name>.py; `metrics` holds the run's other analyses, e.g. its phases); a per-layer quantity
+becomes one column per layer (`<name>_l<layer>`), and `..._last` stands for the last hidden layer, so models of
 different depth share columns.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
 
 import numpy as np
 import pandas as pd
@@ -17,62 +20,14 @@ ID_COLUMNS = ["run", "model", "noise", "loss", "seed"]
 GROUP_COLUMNS = ["model", "noise", "loss"]
 
 
-def _scalars(ds: xr.Dataset) -> dict:
+def scalar_columns(ds: xr.Dataset) -> dict:
     return {k: float(v) for k, v in ds.data_vars.items() if v.ndim == 0}
 
 
-def _per_layer(values: xr.DataArray, name: str) -> dict:
+def per_layer_columns(values: xr.DataArray, name: str) -> dict:
     out = {f"{name}_l{int(l)}": float(values.sel(layer=l)) for l in values.layer.values}
     out[f"{name}_last"] = float(values.isel(layer=-1))
     return out
-
-
-def _double_descent(ds: xr.Dataset) -> dict:
-    return _scalars(ds)
-
-
-def _separation(ds: xr.Dataset) -> dict:
-    final = ds.separation_mean.isel(epoch=-1)
-    return {**_per_layer(final, "separation_final"),
-            "separation_first_minus_last": float(final.isel(layer=0) - final.isel(layer=-1))}
-
-
-def _large_activation(ds: xr.Dataset) -> dict:
-    peak = ds.ratio.max("epoch")
-    layer = int(peak.idxmax("layer"))
-    at_last = ds.sel(analysed_epoch=ds.analysed_epoch[-1], layer=layer)
-    return {**_per_layer(ds.onset_epoch, "onset_epoch"), **_per_layer(peak, "ratio_max"),
-            "large_layer": layer, "large_layer_fraction": layer / ds.sizes["layer"],
-            "large_ratio": float(peak.sel(layer=layer)),
-            "large_input_r2": float(at_last.input_r2),
-            "large_output_eta2": float(at_last.output_eta2.max("target"))}
-
-
-def _routing(ds: xr.Dataset) -> dict:
-    final = ds.routing_margin.isel(epoch=-1, layer=-1)
-    return {"routing_margin_correct": float(final.sel(correctness="correct")),
-            "routing_margin_incorrect": float(final.sel(correctness="incorrect"))}
-
-
-def _collapse(ds: xr.Dataset) -> dict:
-    return {f"{k}_final": float(ds[k].isel(epoch=-1)) for k in ds.data_vars if ds[k].dims == ("epoch",)}
-
-
-def _cka(ds: xr.Dataset) -> dict:
-    """Late change of each layer: 1 − CKA(the recorded epoch nearest half-way through training, the final epoch)."""
-    epochs = ds.epoch.values
-    mid = epochs[np.argmin(np.abs(epochs - epochs[-1] / 2))]
-    change = 1 - ds.cka.sel(epoch=mid, epoch_other=epochs[-1])
-    return {**_per_layer(change, "cka_late_change"), "cka_late_epoch": float(mid)}
-
-
-def _probes(ds: xr.Dataset) -> dict:
-    final = ds.probe_accuracy.isel(epoch=-1)
-    return {**_per_layer(final.sel(target="test"), "probe_test_final")}
-
-
-SUMMARIES = {"double_descent": _double_descent, "separation": _separation, "large_activation": _large_activation,
-             "routing": _routing, "collapse": _collapse, "cka": _cka, "probes": _probes}
 
 
 def run_row(run: str, metrics: dict[str, xr.Dataset], curves: xr.Dataset | None = None) -> dict:
@@ -82,7 +37,7 @@ def run_row(run: str, metrics: dict[str, xr.Dataset], curves: xr.Dataset | None 
         for split in curves.split.values:
             row[f"final_accuracy_{split}"] = float(final.accuracy.sel(split=split))
     for name, ds in metrics.items():
-        row.update(SUMMARIES[name](ds))
+        row.update(import_module(f"ddscope.analyses.{name}").summary_columns(ds, metrics))
     return row
 
 

@@ -6,8 +6,10 @@ from ddscope.config import (
     record_epochs,
     results_settings,
     run_names,
+    sweep_models,
 )
-from ddscope.registry import ANALYSES as ANALYSIS_REGISTRY
+from ddscope.analyses.registry import ANALYSES as ANALYSIS_REGISTRY
+from ddscope.analyses.registry import FIGURES as FIGURE_REGISTRY
 from ddscope import resources as sizing
 
 RESULTS = f"results/{config['study']}"
@@ -20,6 +22,9 @@ RUNS = run_names(config)
 DATASET_MEM_MB = sizing.dataset_mem_mb(config) if RUNS else 1000
 # analyses whose extract_<analysis> rule exists; summarize, figures and findings read all of them
 ANALYSES = list(ANALYSIS_REGISTRY)
+# model -> {depth, width} of the study's sweep ({} without one); the figures across it exist only with one
+SWEEP = sweep_models(config)
+FIGURES = {f: spec for f, spec in FIGURE_REGISTRY.items() if SWEEP or not spec.get("sweep")}
 
 
 wildcard_constraints:
@@ -109,6 +114,13 @@ def extract_inputs(analysis):
     if spec["dataset"]:
         inputs["dataset"] = f"{RESULTS}/data/dataset.h5"
     return inputs
+
+
+def figure_input_files(name):
+    """Every run's curves.nc (name `curves`) or metric file of analysis `name`, in the order of RUNS."""
+    if name == "curves":
+        return expand(f"{RESULTS}/runs/{{run}}/curves.nc", run=RUNS)
+    return expand(f"{RESULTS}/metrics/{{run}}/{name}.nc", run=RUNS)
 
 
 def extract_mem_mb(analysis):

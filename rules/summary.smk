@@ -50,8 +50,20 @@ rule findings:
         runtime=5,
     params:
         study=config["study"],
-        criteria=config["analyses"]["findings"],
+        # the model-wise rows take the epoch-wise rule's min_depth across widths
+        criteria={
+            **config["analyses"]["findings"],
+            "min_depth": config["analyses"]["double_descent"]["min_depth"],
+        },
         ratio_threshold=config["analyses"]["large_activation"]["ratio_threshold"],
-        depths={m: len(spec["hidden"]) for m, spec in config.get("models", {}).items()},
+        # hidden layers per model, ordered by (depth, width): of equally deep models the widest is "the deepest"
+        depths={
+            m: len(spec["hidden"])
+            for m, spec in sorted(
+                config.get("models", {}).items(),
+                key=lambda item: (len(item[1]["hidden"]), max(item[1]["hidden"])),
+            )
+        },
+        sweep=SWEEP,
     script:
         "../scripts/findings.py"

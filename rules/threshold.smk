@@ -2,7 +2,7 @@
 # size n (ddscope/threshold.py). One training job per n (all seeds of that n vectorised in it), so adding an n
 # trains only that n. Each rule gets only the threshold keys it uses, so e.g. a figure setting reruns only plots
 # and an interpolation tolerance only the sweep, figures and findings, never training.
-from ddscope.threshold import (
+from ddscope.threshold.keys import (
     DATA_KEYS,
     SWEEP_KEYS,
     TEACHER_KEYS,

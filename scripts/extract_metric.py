@@ -1,9 +1,9 @@
 """Rules extract_<analysis>: metrics/<run>/<analysis>.nc for one run, from its curves.nc or activations.zarr."""
 
-from ddscope.analyses import compute, write_metric
+from ddscope.analyses.compute import compute, write_metric
 from ddscope.config import execution_settings
 from ddscope.joblog import expected_errors, job_logger
-from ddscope.registry import ANALYSES
+from ddscope.analyses.registry import ANALYSES
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):

@@ -17,14 +17,15 @@ with expected_errors(log):
     rows, extra, sources = [], [], []
     if "runs" in snakemake.input.keys():
         runs = pd.read_csv(snakemake.input.runs)
-        rows = findings_rows(runs, snakemake.params.depths, snakemake.params.criteria, snakemake.params.ratio_threshold)
+        rows = findings_rows(runs, snakemake.params.depths, snakemake.params.criteria, snakemake.params.ratio_threshold,
+                             sweep=snakemake.params.sweep)
         sources.append("tables/runs.csv")
     if "threshold" in snakemake.input.keys():
         extra = table_rows(Path(snakemake.input.threshold).read_text())
         sources.append("threshold/threshold_sweep.nc")
     with atomic_path(snakemake.output.findings) as tmp:
         tmp.write_text(findings_markdown(snakemake.params.study, rows, extra, " and ".join(sources)))
-    for claim, _, _, verdict in rows:
+    for claim, *_, verdict in rows:
         log.info(f"{verdict:>13}: {claim}")
     for line in extra:
         log.info(line)

@@ -1,25 +1,15 @@
 """Rules plot_<figure>: figures/<figure>.png from the curves / metric files of every run of the study.
 
 Named inputs are lists over the runs (curves: runs/<run>/curves.nc, any other name: metrics/<run>/<name>.nc);
-params.figure picks the ddscope.plots function, params.style is config["figures"] (dpi, band).
+params.figure picks the function (ddscope.plots.FIGURE_FUNCTIONS), params.inputs names the inputs it takes,
+in order, params.style is config["figures"] (dpi, band); a figure across a sweep also gets params.sweep
+(model -> {depth, width}).
 """
 
 from ddscope import plots
-from ddscope.analyses import open_metric
+from ddscope.analyses.compute import open_metric
 from ddscope.artifacts import ArtifactError, read_netcdf
 from ddscope.joblog import expected_errors, job_logger
-
-# figure -> (plotting function, the named inputs it takes, in order)
-FIGURES = {
-    "curves": (plots.plot_curves, ["curves", "double_descent"]),
-    "double_descent": (plots.plot_double_descent, ["double_descent"]),
-    "separation": (plots.plot_separation, ["separation"]),
-    "large_activation": (plots.plot_large_activation, ["large_activation", "double_descent"]),
-    "routing": (plots.plot_routing, ["routing"]),
-    "cka": (plots.plot_cka, ["cka"]),
-    "probes": (plots.plot_probes, ["probes"]),
-    "collapse": (plots.plot_collapse, ["collapse"]),
-}
 
 
 def load(name, paths, sources):
@@ -37,10 +27,12 @@ def load(name, paths, sources):
 log = job_logger(snakemake.log[0])
 with expected_errors(log):
     figure = snakemake.params.figure
-    function, names = FIGURES[figure]
+    function = plots.FIGURE_FUNCTIONS[figure]
     style = snakemake.params.style
     sources = {}
-    data = [load(name, getattr(snakemake.input, name), sources) for name in names]
-    fig = function(*data, band=style["band"])
+    data = [load(name, getattr(snakemake.input, name), sources) for name in snakemake.params.inputs]
+    # only the sweep figures get params.sweep (each model's depth and width)
+    extra = {"sweep": snakemake.params.sweep} if hasattr(snakemake.params, "sweep") else {}
+    fig = function(*data, band=style["band"], **extra)
     plots.save_figure(fig, snakemake.output.figure, dpi=style["dpi"])
     log.info(f"{figure}: {len(data[0])} runs -> {snakemake.output.figure}")

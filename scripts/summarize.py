@@ -3,7 +3,7 @@
 Inputs: `curves` and one list per analysis, each in the order of params.runs.
 """
 
-from ddscope.analyses import open_metric
+from ddscope.analyses.compute import open_metric
 from ddscope.artifacts import atomic_path, read_netcdf
 from ddscope.joblog import expected_errors, job_logger
 from ddscope.summary import run_row, runs_table, summary_table

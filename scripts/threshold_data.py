@@ -2,7 +2,7 @@
 
 from ddscope.artifacts import write_h5
 from ddscope.joblog import expected_errors, job_logger
-from ddscope.threshold import data_artifact, read_teacher
+from ddscope.threshold.artifacts import data_artifact, read_teacher
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):

@@ -2,7 +2,8 @@
 
 from ddscope.artifacts import ArtifactError, read_netcdf, write_netcdf
 from ddscope.joblog import expected_errors, job_logger
-from ddscope.threshold import build_sweep, read_teacher
+from ddscope.threshold.artifacts import read_teacher
+from ddscope.threshold.sweep import build_sweep
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):

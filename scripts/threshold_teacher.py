@@ -2,7 +2,7 @@
 
 from ddscope.artifacts import write_h5
 from ddscope.joblog import expected_errors, job_logger
-from ddscope.threshold import teacher_artifact
+from ddscope.threshold.artifacts import teacher_artifact
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):

@@ -4,7 +4,7 @@ import time
 
 from ddscope.joblog import expected_errors, job_logger
 from ddscope.artifacts import write_netcdf
-from ddscope.threshold import train_run
+from ddscope.threshold.artifacts import train_run
 
 log = job_logger(snakemake.log[0])
 with expected_errors(log):

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 from scipy.stats import ortho_group
 
-from ddscope.cka import choose_form, extract_cka, linear_cka_all_pairs, linear_cka_pair
+from ddscope.analyses.cka import choose_form, extract_cka, linear_cka_all_pairs, linear_cka_pair
 
 
 def drifting_layer(n_epochs=10, n=80, p=12, seed=0, dtype=np.float32):

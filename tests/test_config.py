@@ -348,6 +348,6 @@ def test_snakemake_dry_run_of_shipped_configs(tmp_path, path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     config = yaml.safe_load(path.read_text())
-    first = "threshold/data/teacher.h5" if "models" not in config else "data/dataset.h5"
+    first = "data/dataset.h5" if "models" in config or "sweep" in config else "threshold/data/teacher.h5"
     assert f"results/{config['study']}/{first}" in proc.stdout
     assert not (tmp_path / "results").exists()

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ddscope.config import record_epochs
-from ddscope.epochs import spread_epoch_indices
+from ddscope.analyses.epochs import spread_epoch_indices
 
 
 def test_spread_on_a_log_axis_first_and_last_included():

@@ -17,12 +17,13 @@ import xarray as xr
 from conftest import run_snakemake
 from tiny_study import RUN, TINY, run_local, write_config
 
-from ddscope.analyses import compute, open_metric, write_metric
+from ddscope.analyses.compute import compute, open_metric, write_metric
 from ddscope.artifacts import (ArtifactError, read_dataset, read_labels, read_netcdf, write_h5,
                                write_netcdf)
 from ddscope.data import prepare_dataset
 from ddscope.noise import make_noisy_labels
-from ddscope.recording import ActivationStore, open_activations
+from ddscope.analyses.activations import open_activations
+from ddscope.recording import ActivationStore
 
 
 def flip(path: Path, offset: int, n: int = 8) -> None:

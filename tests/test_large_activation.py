@@ -8,8 +8,8 @@ import xarray as xr
 import yaml
 from synthetic import make_activations, make_x_probe, with_values, write_zarr
 
-from ddscope.large_activation import (DEFAULT_PARAMS, correlation_ratio,
-                                      extract_large_activation, ridge_cv_r2)
+from ddscope.analyses.large_activation import (DEFAULT_PARAMS, LOCATED, correlation_ratio, extract_large_activation,
+                                               ridge_cv_r2, shallow_half, summary_columns)
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 PARAMS = dict(DEFAULT_PARAMS)
@@ -160,8 +160,107 @@ def test_lazy_zarr_and_netcdf(acts, tmp_path):
     assert back.attrs["ratio_threshold"] == PARAMS["ratio_threshold"]
 
 
+# --- the verdicts' quantities: trained epochs, shallow half (summary_columns) ----------------------------
+
+
+@pytest.mark.parametrize("n_layers, n_shallow", [(1, 1), (2, 1), (3, 2), (4, 2), (6, 3)])
+def test_shallow_half(n_layers, n_shallow):
+    """The paper's MLP3/5/7 (2/4/6 hidden layers): layers 1, 1-2, 1-3; an odd depth keeps its middle layer."""
+    assert shallow_half(n_layers) == n_shallow
+
+
+def _set(acts, layer, unit, positions, value):
+    """Unit `unit` of `layer` takes `value` [sample] at the epoch positions `positions`."""
+    name = f"act_{layer}"
+    a = acts[name].values.astype(np.float32)
+    a[positions, :, unit] = value
+    return with_values(acts, name, a)
+
+
+@pytest.fixture(scope="module")
+def acts4():
+    """Four hidden layers: shallow half 1-2, deep half 3-4."""
+    return make_activations(n_epochs=10, n_per_subset=(80, 40, 40), widths=(16, 12, 10, 10), n_classes=4, seed=11)
+
+
+def test_initialisation_never_decides_and_the_shallow_unit_is_tested(acts4):
+    """The issue's case: the largest ratio of any layer is a deep layer's at epoch 0; over trained epochs the
+    large unit is in layer 1 and follows the input. Columns report the trained shallow unit, init beside it."""
+    x = make_x_probe(acts4, dim=12)
+    follows_input = 200.0 + 10.0 * (x @ np.random.default_rng(4).standard_normal(12))
+    planted = _set(acts4, 4, 3, [0], 1000.0)  # deep layer, initialisation only
+    planted = _set(planted, 1, 5, slice(T0, None), follows_input)
+    ds = extract_large_activation(planted, x, PARAMS)
+    assert int(ds.ratio.max("epoch").idxmax("layer")) == 4 and ds.ratio.sel(epoch=0, layer=4) > 100  # at init
+
+    cols = summary_columns(ds, {})
+    trained = ds.ratio.sel(epoch=ds.epoch > 0)
+    for layer in (1, 2, 3, 4):
+        assert cols[f"ratio_max_l{layer}"] == pytest.approx(float(trained.sel(layer=layer).max()))
+    assert cols["ratio_max_last"] == cols["ratio_max_l4"] < PARAMS["ratio_threshold"]  # trained: ordinary
+    assert cols["large_layer"] == 1 and cols["large_ratio"] == cols["ratio_max_l1"] > 10 * PARAMS["ratio_threshold"]
+    assert cols["large_epoch"] >= acts4.epoch.values[T0]
+    assert cols["large_ratio_init"] == pytest.approx(float(ds.ratio.sel(epoch=0, layer=1)))
+    assert cols["large_ratio_init"] < PARAMS["ratio_threshold"]
+    assert cols["large_deep_layer"] in (3, 4) and cols["large_deep_ratio"] < PARAMS["ratio_threshold"]
+    assert cols["large_second_to_top"] < 0.05  # one unit dwarfs the rest
+    assert cols["large_analysed_epoch"] > 0 and cols["large_same_unit"] == 1.0
+    assert cols["large_input_r2"] > 0.95 and cols["large_output_eta2"] < 0.2
+    assert set(LOCATED) <= set(cols) and all(isinstance(v, float) for v in cols.values())
+
+
+def test_a_larger_deep_unit_is_reported_beside_the_shallow_one(acts4):
+    x = make_x_probe(acts4, dim=12)
+    planted = _set(acts4, 2, 1, slice(T0, None), 50.0 + 0.1 * acts4.y_assigned.values)
+    planted = _set(planted, 3, 2, slice(T0, None), 5000.0 + 10.0 * acts4.y_assigned.values)  # follows the labels
+    cols = summary_columns(extract_large_activation(planted, x, PARAMS), {})
+    assert cols["large_layer"] == 2 and cols["large_deep_layer"] == 3
+    assert cols["large_deep_ratio"] > 50 * cols["large_ratio"] > 0
+    assert cols["large_output_eta2"] > 0.9  # the shallow unit's own test, not the deep unit's
+
+
+def test_the_analysed_epoch_nearest_the_peak_is_used_never_initialisation(acts4):
+    x = make_x_probe(acts4, dim=12)
+    epochs = acts4.epoch.values
+    for position in (1, 6):  # epoch 1: nearer to analysed epoch 0 than to some later ones
+        ds = extract_large_activation(_set(acts4, 2, 4, [position], 500.0), x, {"n_epochs": 4})
+        cols = summary_columns(ds, {})
+        analysed = ds.analysed_epoch.values
+        assert analysed[0] == 0 and cols["large_layer"] == 2 and cols["large_epoch"] == epochs[position]
+        later = analysed[analysed > 0]
+        expected = later[np.argmin(np.abs(np.log1p(later) - np.log1p(epochs[position])))]
+        assert cols["large_analysed_epoch"] == expected
+        at = ds.sel(analysed_epoch=expected, layer=2)
+        assert cols["large_input_r2"] == pytest.approx(float(at.input_r2))
+        assert cols["large_same_unit"] == float(at.analysed_top_unit == 4)
+
+
+def test_two_equal_units_are_not_a_single_large_activation(acts4):
+    x = make_x_probe(acts4, dim=12)
+    planted = _set(_set(acts4, 1, 2, slice(T0, None), 300.0), 1, 9, slice(T0, None), 300.0)
+    cols = summary_columns(extract_large_activation(planted, x, PARAMS), {})
+    assert cols["large_layer"] == 1 and cols["large_second_to_top"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_missing_data_gives_nan_columns(acts4):
+    x = make_x_probe(acts4, dim=12)
+    init_only = summary_columns(extract_large_activation(acts4.isel(epoch=[0]), x, PARAMS), {})
+    assert all(np.isnan(init_only[c]) for c in LOCATED)
+    assert np.isnan([v for k, v in init_only.items() if k.startswith("ratio_max_")]).all()
+
+    no_init = summary_columns(extract_large_activation(acts4.isel(epoch=slice(1, None)), x, PARAMS), {})
+    assert np.isnan(no_init["large_ratio_init"]) and np.isfinite(no_init["large_ratio"])
+
+    ds = extract_large_activation(acts4, x, PARAMS)
+    shallow_nan = summary_columns(ds.assign(ratio=ds.ratio.where(ds.layer > 2)), {})
+    assert np.isnan(shallow_nan["large_layer"]) and np.isnan(shallow_nan["large_input_r2"])
+    assert np.isfinite(shallow_nan["large_deep_ratio"])  # the deep half is still reported
+    one_layer = summary_columns(ds.sel(layer=[1]), {})
+    assert one_layer["large_layer"] == 1 and np.isnan(one_layer["large_deep_layer"])
+
+
 def test_probe_inputs_follow_the_store_and_refuse_another_dataset(tmp_path):
-    from ddscope.analyses import probe_inputs
+    from ddscope.analyses.compute import probe_inputs
     from ddscope.artifacts import ArtifactError, sha256_arrays, write_h5
 
     acts = make_activations()

@@ -4,6 +4,7 @@ Inputs are real-format metric datasets: synthetic activations / curves (tests/sy
 extract_* functions, so the figures see exactly what the workflow writes.
 """
 
+import inspect
 import io
 import runpy
 import types
@@ -17,20 +18,25 @@ import xarray as xr
 from synthetic import make_activations, make_curves, make_x_probe
 
 from ddscope import plots
-from ddscope.analyses import write_metric
+from ddscope.config import condition_of, parse_condition, parse_run
+from ddscope.plots import runs, style
+from ddscope.analyses.compute import write_metric
 from ddscope.artifacts import write_netcdf
-from ddscope.cka import extract_cka
-from ddscope.collapse import extract_collapse
-from ddscope.double_descent import extract_double_descent
-from ddscope.large_activation import extract_large_activation
-from ddscope.probes import extract_probes
-from ddscope.routing import extract_routing
-from ddscope.separation import extract_separation
+from ddscope.analyses.cka import extract_cka
+from ddscope.analyses.collapse import extract_collapse
+from ddscope.analyses.double_descent import extract_double_descent
+from ddscope.analyses.large_activation import extract_large_activation
+from ddscope.analyses.probes import extract_probes
+from ddscope.analyses.routing import extract_routing
+from ddscope.analyses.registry import FIGURES
+from ddscope.analyses.separation import extract_separation
 
 EPOCHS = np.array([0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 150])  # recorded epochs (activations)
 DEPTHS = {"mlp3": (16, 12), "mlp5": (16, 12, 12, 8)}
 LA_PARAMS = {"ratio_threshold": 10.0, "n_epochs": 4, "ridge_alpha": 1.0, "cv_folds": 3, "median_floor": 1e-3}
 PROBE_PARAMS = {"n_epochs": 5, "steps": 20}
+# the figures of every study (a sweep's figures need its models' depth and width: tests/test_sweep.py)
+PER_RUN_FIGURES = [name for name in plots.FIGURE_FUNCTIONS if not FIGURES[name].get("sweep")]
 
 
 @lru_cache(maxsize=None)
@@ -132,7 +138,7 @@ def test_double_descent_marks_minimum_and_peak():
     assert sum(t.startswith("min @") for t in texts) == 2
     assert sum(t.startswith("peak @") for t in texts) == 2
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert any("mlp5 (double descent in 2/2 seeds)" in t for t in labels)
+    assert any("mlp5 (double descent: test loss 2/2, test error 2/2 seeds)" in t for t in labels)
 
 
 def test_separation_heatmap_has_one_row_per_layer():
@@ -181,33 +187,34 @@ def test_both_losses_one_row_per_model_and_loss():
 # --- degenerate inputs ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, band", [(name, "std") for name in plots.FIGURES]
+@pytest.mark.parametrize("name, band", [(name, "std") for name in PER_RUN_FIGURES]
                          + [("double_descent", "sem"), ("routing", "minmax")])
 def test_one_seed_gives_a_degenerate_band(name, band):
     fig = _figure(name, _inputs(seeds=(0,)), band=band)
     assert len(_draw(fig)) > 1000
 
 
-@pytest.mark.parametrize("name", plots.FIGURES)
+@pytest.mark.parametrize("name", PER_RUN_FIGURES)
 def test_nan_metrics_are_drawn_without_error(name):
-    """No noisy probes: separation all NaN, routing's noisy reference NaN; a run without double descent
-    (phases NaN); the large-activation threshold never reached (onset_epoch NaN)."""
+    """No noisy probes: separation all NaN, routing's noisy reference NaN; a run without double descent whose
+    noise is fitted before its test error stops falling (phase2_end NaN); the large-activation threshold never
+    reached (onset_epoch NaN)."""
     inputs = _inputs(noisy=0, dd=False)
     la = inputs["large_activation"]
     assert all(np.isnan(ds["onset_epoch"].values).all() for ds in la.values())
-    assert all(np.isnan(ds["phase1_end"].values) for ds in inputs["double_descent"].values())
+    assert all(np.isnan(ds["phase2_end"].values) for ds in inputs["double_descent"].values())  # noise fitted early
     assert all(np.isnan(ds["separation_mean"].values).all() for ds in inputs["separation"].values())
     fig = _figure(name, inputs)
     assert len(_draw(fig)) > 1000
 
 
-def test_collapse_without_noisy_probes_says_dilation_is_undefined():
+def test_collapse_without_noisy_probes_says_memorization_is_undefined():
     inputs = _inputs(noisy=0, models=("mlp3",))
-    assert all(np.isnan(ds["dilation"].values).all() for ds in inputs["collapse"].values())
+    assert all(np.isnan(ds["memorization"].values).all() for ds in inputs["collapse"].values())
     fig = _figure("collapse", inputs)
-    ax_dil = fig.axes[2]
-    assert not [line for line in ax_dil.lines if len(line.get_xdata()) > 2]  # only the reference line at 1
-    assert any("dilation undefined" in t.get_text() for t in ax_dil.texts)
+    ax_mem = fig.axes[2]
+    assert not [line for line in ax_mem.lines if len(line.get_xdata()) > 2]
+    assert any("memorization undefined" in t.get_text() for t in ax_mem.texts)
     assert np.isfinite(fig.axes[0].lines[0].get_ydata()).any()  # nc1 is still drawn
     fig = _figure("probes", inputs)  # no noisy probes: noisy targets NaN, test accuracy drawn
     assert np.isfinite(fig.axes[0].lines[0].get_ydata()).all()
@@ -261,12 +268,18 @@ def test_seed_band():
     np.testing.assert_allclose(lo, [1.0, 2.0])
     np.testing.assert_allclose(hi, [5.0, 4.0])
     one = da.isel(seed=[0])
-    for band in plots.BANDS:
+    for band in style.BANDS:
         mean, lo, hi = plots.seed_band(one, band)
         np.testing.assert_allclose(lo, mean)
         np.testing.assert_allclose(hi, mean)
     with pytest.raises(ValueError, match="band must be one of"):
         plots.seed_band(da, "iqr")
+    for band in style.BANDS:  # the xarray wrapper and the numpy statistic are one formula
+        for got, want in zip(plots.seed_band(da.T, band), style.band_stats(da.values, band, axis=0)):
+            np.testing.assert_array_equal(got, want)
+    mean, lo, hi = plots.seed_band(da.isel(seed=0))  # no seed dim: one seed
+    np.testing.assert_array_equal(mean, [1.0, 2.0])
+    np.testing.assert_array_equal(lo, hi)
 
 
 def test_group_seeds_joins_epochs_outer():
@@ -281,14 +294,38 @@ def test_group_seeds_joins_epochs_outer():
 
 def test_labels_and_colours():
     conds = ["mlp3-sym30-ce", "mlp3-sym30-ls", "mlp7-sym30-ce"]
-    assert plots.condition_labels(conds) == {"mlp3-sym30-ce": "mlp3 · ce", "mlp3-sym30-ls": "mlp3 · ls",
-                                             "mlp7-sym30-ce": "mlp7 · ce"}
-    assert plots.condition_labels(["mlp3-sym30-ce", "mlp5-sym30-ce"]) == {"mlp3-sym30-ce": "mlp3",
-                                                                         "mlp5-sym30-ce": "mlp5"}
-    styles = plots.variant_styles(conds)
+    assert runs.condition_labels(conds) == {"mlp3-sym30-ce": "mlp3 · ce", "mlp3-sym30-ls": "mlp3 · ls",
+                                            "mlp7-sym30-ce": "mlp7 · ce"}
+    assert runs.condition_labels(["mlp3-sym30-ce", "mlp5-sym30-ce"]) == {"mlp3-sym30-ce": "mlp3",
+                                                                        "mlp5-sym30-ce": "mlp5"}
+    styles = runs.variant_styles(conds)
     assert styles["mlp3-sym30-ce"] == styles["mlp7-sym30-ce"] != styles["mlp3-sym30-ls"]
-    assert plots.model_colors(["mlp3", "mlp7"]) == {"mlp3": "C0", "mlp7": "C1"}
-    assert len(set(map(tuple, plots.layer_colors(6)))) == 6
+    assert style.model_colors(["mlp3", "mlp7"]) == {"mlp3": "C0", "mlp7": "C1"}
+    assert runs.condition_colors(conds) == {"mlp3-sym30-ce": "C0", "mlp3-sym30-ls": "C0", "mlp7-sym30-ce": "C1"}
+    assert len(set(map(tuple, style.layer_colors(6)))) == 6
+    assert runs.subtitle(conds, "sem") == "noise: sym30, mean ± s.e.m. over seeds"
+
+
+def test_condition_of_and_parse_condition_round_trip():
+    for run in ("mlp7-sym30-ce-s0", "mlp3-pair10-ls-s12", "cnn5-sym0-ce-s3"):
+        cond = condition_of(run)
+        parts = parse_condition(cond)
+        assert parts == {k: v for k, v in parse_run(run).items() if k != "seed"}
+        assert condition_of(f"{cond}-s{parse_run(run)['seed']}") == cond
+        assert "-".join(parts[k] for k in ("model", "noise", "loss")) == cond
+    assert condition_of("mlp7-sym30-ce-s0") == "mlp7-sym30-ce"
+    with pytest.raises(ValueError):
+        parse_condition("mlp7-sym30-ce-s0")  # a run, not a condition
+
+
+def test_every_registered_figure_has_a_function_taking_its_inputs():
+    """The rule plot_<figure> passes params.inputs (registry) in order to FIGURE_FUNCTIONS[figure]."""
+    from ddscope.analyses.registry import FIGURES
+
+    assert set(plots.FIGURE_FUNCTIONS) == set(FIGURES)
+    for figure, spec in FIGURES.items():
+        params = list(inspect.signature(plots.FIGURE_FUNCTIONS[figure]).parameters)
+        assert params[:len(spec["inputs"])] == spec["inputs"] and "band" in params, figure
 
 
 def test_empty_input_is_an_error():
@@ -317,7 +354,8 @@ def _write_inputs(root, inputs, names):
 def _run_script(figure, paths, out, tmp_path):
     smk = types.SimpleNamespace(input=types.SimpleNamespace(**paths), output=types.SimpleNamespace(figure=str(out)),
                                 log=[str(tmp_path / "plot.log")],
-                                params=types.SimpleNamespace(figure=figure, style={"dpi": 40, "band": "sem"}))
+                                params=types.SimpleNamespace(figure=figure, inputs=list(paths),
+                                                             style={"dpi": 40, "band": "sem"}))
     script = Path(__file__).resolve().parents[1] / "scripts" / "plot_figure.py"
     runpy.run_path(str(script), init_globals={"snakemake": smk})
 

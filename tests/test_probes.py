@@ -7,7 +7,7 @@ import pytest
 import torch
 import xarray as xr
 
-from ddscope.probes import TARGETS, agreement, extract_probes, train_probes
+from ddscope.analyses.probes import TARGETS, agreement, extract_probes, train_probes
 
 
 def blobs(n, n_classes, p, rng, labels=None, spread=0.3):
@@ -122,7 +122,7 @@ def test_device_argument(device):
 
 
 def test_probe_gradients_match_autograd():
-    from ddscope.probes import probe_gradients
+    from ddscope.analyses.probes import probe_gradients
 
     g = torch.Generator().manual_seed(0)
     xt = torch.randn(3, 40, 7, generator=g)

@@ -6,8 +6,9 @@ import numpy as np
 import xarray as xr
 from synthetic import make_activations, with_values, write_zarr
 
-from ddscope.features import cosine
-from ddscope.routing import cosine_to_class_means, extract_routing
+from ddscope.analyses.stats import cosine
+from ddscope.analyses.routing import extract_routing
+from ddscope.analyses.stats import cosine_to_class_means
 
 
 def _planted(seed: int = 0, n_per_subset=(60, 30, 60), n_classes: int = 4, widths=(24, 16)):

@@ -1,12 +1,16 @@
-"""Cosine of clean vs noisy class means: bounds, identity, invariances, empty sets, lazy zarr input."""
+"""Cosine of clean vs noisy class means: bounds, identity, invariances, empty sets, lazy zarr input; the summary
+columns, final values and trends over epochs from the end of phase 1."""
 
 import warnings
 
 import numpy as np
+import pytest
 import xarray as xr
 from synthetic import make_activations, with_values, write_zarr
 
-from ddscope.separation import extract_separation, layer_numbers
+from ddscope.analyses.activations import layer_numbers
+from ddscope.analyses.separation import extract_separation, summary_columns
+from ddscope.analyses.stats import trend_start_epoch
 
 
 def _label_driven(acts, label: str, seed: int = 0):
@@ -92,3 +96,43 @@ def test_lazy_zarr_gives_the_same_and_writes_netcdf(tmp_path):
     back = xr.open_dataset(tmp_path / "separation.nc", engine="h5netcdf").load()
     np.testing.assert_allclose(back.cos_clean_noisy, ds.cos_clean_noisy)
     assert list(back.label_kind.values) == ["assigned", "original"]
+
+
+def phases(phase1_end=np.nan, t_fit_clean=np.nan) -> xr.Dataset:
+    """The part of a run's double_descent dataset that the trends read."""
+    return xr.Dataset({"phase1_end": ((), float(phase1_end)), "t_fit_clean": ((), float(t_fit_clean))})
+
+
+def test_trend_start_epoch_is_the_recorded_epoch_nearest_the_end_of_phase_1():
+    epochs = [0, 1, 2, 3, 5, 9, 16, 30]
+    assert trend_start_epoch(epochs, phases(phase1_end=12.0, t_fit_clean=2.0)) == 9.0  # the nearest
+    assert trend_start_epoch(epochs, phases(phase1_end=4.0)) == 3.0  # a tie goes to the earlier epoch
+    assert trend_start_epoch(epochs, phases(phase1_end=500.0)) == 30.0
+    assert trend_start_epoch(epochs, phases(t_fit_clean=17.0)) == 16.0  # phase 1 undefined: clean fitted
+    assert trend_start_epoch(epochs, phases()) == 1.0  # neither: the first trained epoch
+    assert trend_start_epoch(epochs, None) == 1.0 and trend_start_epoch([0], None) == 0.0
+
+
+def test_summary_columns_trend_per_layer_for_both_label_kinds():
+    # synthetic memorisation: noisy probes move from their original class's prototype to their assigned one's
+    ds = extract_separation(make_activations(n_epochs=8, n_per_subset=60, widths=(32, 16), n_classes=4, noise=0.1))
+    start = float(ds.epoch.values[3])
+    cols = summary_columns(ds, {"double_descent": phases(phase1_end=start)})
+    assert cols["separation_trend_start"] == start
+    for layer, key in ((1, "l1"), (2, "l2"), (2, "last")):
+        mean = ds.separation_mean.sel(layer=layer)
+        assert cols[f"separation_final_{key}"] == pytest.approx(float(mean.isel(epoch=-1)))
+        assert cols[f"separation_trend_{key}"] == pytest.approx(float(mean.isel(epoch=-1) - mean.sel(epoch=start)))
+        original = ds.cos_clean_noisy.sel(layer=layer, label_kind="original").mean("class")
+        assert cols[f"separation_trend_original_{key}"] == pytest.approx(
+            float(original.isel(epoch=-1) - original.sel(epoch=start)), abs=1e-6)
+        # joining their assigned class brings the noisy probes closer to it, away from their original class
+        assert cols[f"separation_trend_{key}"] > 0 > cols[f"separation_trend_original_{key}"]
+    first_minus_last = cols["separation_final_l1"] - cols["separation_final_l2"]
+    assert cols["separation_first_minus_last"] == pytest.approx(first_minus_last)
+
+
+def test_summary_columns_without_noisy_probes_are_nan():
+    ds = extract_separation(make_activations(n_per_subset=(20, 0, 20), widths=(8, 8), seed=4))
+    cols = summary_columns(ds, {"double_descent": phases(phase1_end=3.0)})
+    assert all(np.isnan(v) for k, v in cols.items() if k != "separation_trend_start")

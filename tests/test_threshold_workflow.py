@@ -16,7 +16,9 @@ import xarray as xr
 import yaml
 from conftest import run_snakemake, scheduled_jobs
 
-from ddscope.threshold import DATA_ARRAYS, TEACHER_ARRAYS, estimate_threshold, step_grid
+from ddscope.threshold.artifacts import DATA_ARRAYS, TEACHER_ARRAYS
+from ddscope.threshold.keys import step_grid
+from ddscope.threshold.sweep import estimate_threshold
 
 TINY = {
     "study": "tiny",
@@ -141,6 +143,17 @@ def test_sweep_dataset(study):
         "interpolating_fraction": ("n",),
         "n_threshold_seed": ("seed",),
         "n_threshold": (),
+        "final_rel_change": ("n", "seed"),
+        "converged": ("n", "seed"),
+        "point_converged": ("n",),
+        "break_fit_below": ("n",),
+        "break_fit_beyond": ("n",),
+        "test_break": (),
+        "test_break_n": (),
+        "test_trend_below": (),
+        "test_trend_beyond": (),
+        "test_slope_below": (),
+        "test_slope_beyond": (),
     }
     for name, expected in dims.items():
         assert ds[name].dims == expected, name
@@ -156,6 +169,10 @@ def test_sweep_dataset(study):
     assert ds.attrs["teacher"] == "linear" and ds.attrs["train_steps"] == 400
     # the tiny grid already shows it: 4 samples are fitted, 64 are not
     assert ds.interpolates.sel(n=4).all() and not ds.interpolates.sel(n=64).any()
+    assert ds.attrs["converged_tol"] == 0.01 and ds.attrs["break_ratio"] == 0.5  # schema defaults
+    np.testing.assert_array_equal(ds.converged, ds.final_rel_change < 0.01)
+    # one grid point below n* = 64: no trend of the interpolating regime, so no break estimate
+    assert ds.break_fit_below.values.tolist() == [True, False] and np.isnan(float(ds.test_break))
 
 
 def test_figures_and_findings(study):
@@ -167,8 +184,10 @@ def test_figures_and_findings(study):
     assert len(rows) == 2
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert len(cells) == 5 and cells[4].strip("*") in ("supported", "not supported", "inconclusive")
-    assert "n* = 64" in rows[0]
+        assert len(cells) == 6 and cells[5].strip("*") in ("supported", "not supported", "inconclusive")
+        assert "Boursier & Flammarion 2025" in cells[2]
+    assert "n* = 64" in rows[0] and "converged" in rows[0]
+    assert rows[0].endswith("**inconclusive** |")  # a break needs two grid points on each side of n*
 
 
 def test_logs_and_benchmarks(study):
@@ -196,6 +215,8 @@ def test_criteria_rerun_the_sweep_not_training(study):
     after_sweep = {"threshold_sweep": 1, "threshold_findings": 1, "findings": 1, **PLOT_RULES}
     assert dry_run(study, changed(interpolation_tol=0.02)) == after_sweep
     assert dry_run(study, changed(align_threshold=0.8)) == after_sweep
+    assert dry_run(study, changed(converged_tol=0.05)) == after_sweep
+    assert dry_run(study, changed(break_ratio=0.3)) == after_sweep
 
 
 def test_training_setting_reruns_training_not_data(study):

@@ -17,7 +17,7 @@ from ddscope.artifacts import ArtifactError, write_h5
 from ddscope.config import record_epochs
 from ddscope.data import prepare_dataset
 from ddscope.noise import make_noisy_labels
-from ddscope.recording import open_activations
+from ddscope.analyses.activations import open_activations
 from ddscope.train import SPLITS, RunPaths, eval_epochs, train_run
 
 REPO = Path(__file__).resolve().parents[1]

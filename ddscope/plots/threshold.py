@@ -3,58 +3,25 @@
 `loss_figure`: final train and test loss vs n (mean and band over seeds, log-log) with the estimated threshold
 n* marked, and the train / test loss curves over the steps of every n. `alignment_figure`: the distribution of
 the neurons' alignment with the teacher directions at the end of the early phase for every n, the fraction
-aligned vs n, and its evolution over training. Functions return a matplotlib Figure built without pyplot
-(Agg canvas, no global state); `save_figure` writes it atomically.
+aligned vs n, and its evolution over training. Bands, colours and saving are those of every figure (style).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 import xarray as xr
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .artifacts import atomic_path
+from .style import (ALIGN_COLOR, BAND_LABEL, DARK, FINAL_COLOR, SEQUENTIAL_CMAP, TEST_COLOR, THRESHOLD_COLOR,
+                    TRAIN_COLOR, line_band, new_figure, seed_mean, suptitle, symlog_axis, title)
 
-BANDS = ("std", "sem", "minmax")
-BAND_LABEL = {"std": "mean ± std over seeds", "sem": "mean ± s.e.m. over seeds", "minmax": "mean, min–max over seeds"}
-TRAIN_COLOR, TEST_COLOR, ALIGN_COLOR, FINAL_COLOR = "#d73027", "#2b6cb0", "#1a9850", "#7b3294"
-THRESHOLD_COLOR = "#444444"
-N_CMAP = "viridis"
-
-
-def seed_band(values: np.ndarray, band: str = "std", axis: int = -1):
-    """(mean, low, high) over `axis` (the seeds), NaN-aware; one seed gives low = high = mean."""
-    if band not in BANDS:
-        raise ValueError(f"band must be one of {', '.join(BANDS)}, not {band!r}")
-    v = np.asarray(values, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(v, axis=axis)
-        if band == "minmax":
-            return mean, np.nanmin(v, axis=axis), np.nanmax(v, axis=axis)
-        count = np.sum(np.isfinite(v), axis=axis)
-        sd = np.where(count > 1, np.nanstd(v, axis=axis, ddof=1), 0.0)
-        if band == "sem":
-            sd = sd / np.sqrt(np.maximum(count, 1))
-    return mean, mean - sd, mean + sd
-
-
-def _band_line(ax, x, values, band, color, label, positive=False, marker="o", ls="-", bounds=None):
-    mean, lo, hi = seed_band(values, band)
-    if positive:  # log axis: keep the band's lower edge drawable
-        lo = np.where(lo > 0, lo, mean * 0.5)
-    if bounds is not None:  # a fraction: the band stays within [0, 1]
-        lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
-    ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
-    ax.plot(x, mean, color=color, marker=marker, ms=4, ls=ls, lw=1.6, label=label)
+STEP_LABEL = "gradient step (log scale; 0 = initialisation)"
+BELOW_LEGEND = {"fontsize": 7.5, "loc": "upper center", "bbox_to_anchor": (0.5, -0.13)}
 
 
 def _log_n_axis(ax, n) -> None:
@@ -67,10 +34,7 @@ def _log_n_axis(ax, n) -> None:
 
 
 def _step_axis(ax, steps) -> None:
-    ax.set_xscale("symlog", linthresh=1.0, linscale=0.3)
-    ax.set_xlim(0, float(steps.max()))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.set_xlabel("gradient step (log scale; 0 = initialisation)")
+    symlog_axis(ax, "x", [0.0, float(steps.max())], STEP_LABEL, linscale=0.3)
 
 
 def _mark_threshold(ax, ds: xr.Dataset, label: bool = True) -> None:
@@ -89,8 +53,15 @@ def _mark_threshold(ax, ds: xr.Dataset, label: bool = True) -> None:
 
 def _n_colors(n):
     norm = LogNorm(vmin=float(n.min()), vmax=float(n.max()))
-    cmap = matplotlib.colormaps[N_CMAP]
+    cmap = matplotlib.colormaps[SEQUENTIAL_CMAP]
     return norm, cmap, [cmap(norm(float(v))) for v in n]
+
+
+def _per_n_curves(ax, da: xr.DataArray, steps, colors) -> None:
+    """One line per n: the mean over seeds of `da` (n, seed, step) over the steps."""
+    mean = seed_mean(da).transpose("n", "step").values
+    for row, color in zip(mean, colors):
+        ax.plot(steps, row, color=color, lw=1.3)
 
 
 def _setting(ds: xr.Dataset, band: str) -> str:
@@ -108,16 +79,15 @@ def loss_figure(ds: xr.Dataset, band: str = "std") -> Figure:
     steps = ds.step.values.astype(float)
     noise_var = float(ds.attrs["noise_var"])
     tol = float(ds.attrs["interpolation_tol"]) * noise_var
-    fig = Figure(figsize=(17, 6), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(17, 6)
     ax_n, ax_train, ax_test = fig.subplots(1, 3)
 
     _mark_threshold(ax_n, ds)
     floor = tol * 1e-3  # interpolated runs reach 1e-15: draw them at the floor, so the rest stays readable
-    _band_line(ax_n, n, np.maximum(ds.final_train_loss.values, floor), band, TRAIN_COLOR,
-               f"final train loss (noisy labels; drawn at ≥ {floor:.0e})", positive=True)
-    _band_line(ax_n, n, ds.final_test_loss.values, band, TEST_COLOR,
-               "final test loss (vs noiseless teacher)", positive=True, marker="s")
+    line_band(ax_n, n, ds.final_train_loss.clip(min=floor), band, TRAIN_COLOR,
+              f"final train loss (noisy labels; drawn at ≥ {floor:.0e})", positive=True, marker="o", ms=4)
+    line_band(ax_n, n, ds.final_test_loss, band, TEST_COLOR, "final test loss (vs noiseless teacher)",
+              positive=True, marker="s", ms=4)
     ax_n.axhline(noise_var, color=TRAIN_COLOR, ls=":", lw=1.2, label=f"σ² = {noise_var:g} (noise level)")
     ax_n.axhline(tol, color="#999999", ls="-.", lw=1.0, label=f"interpolation tolerance {tol:g}")
     d = int(ds.attrs.get("d", 0))
@@ -128,31 +98,28 @@ def loss_figure(ds: xr.Dataset, band: str = "std") -> Figure:
     ax_n.set_yscale("log")
     ax_n.set_ylim(bottom=floor / 30)  # room for the counts below the floor
     _log_n_axis(ax_n, n)
-    counts = ds.interpolates.sum("seed").values
-    for x, k in zip(n, counts):
+    for x, k in zip(n, ds.interpolates.sum("seed").values):
         ax_n.text(x, 0.02, f"{k}/{ds.sizes['seed']}", transform=ax_n.get_xaxis_transform(), ha="center",
                   va="bottom", fontsize=7, color=TRAIN_COLOR)
     ax_n.set_ylabel("mean squared error (log scale)")
-    ax_n.set_title("(a) final losses vs n (bottom: seeds that interpolate)")
-    ax_n.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    title(ax_n, "(a) final losses vs n (bottom: seeds that interpolate)")
+    ax_n.legend(ncol=2, **BELOW_LEGEND)
 
     norm, cmap, colors = _n_colors(n)
-    for ax, var, title in ((ax_train, ds.train_loss, "(b) train loss during training, one line per n"),
-                           (ax_test, ds.test_loss, "(c) test loss during training, one line per n")):
-        for i, color in enumerate(colors):
-            mean, _, _ = seed_band(np.maximum(var.values[i], floor), band, axis=0)
-            ax.plot(steps, mean, color=color, lw=1.3)
+    for ax, var, text in ((ax_train, ds.train_loss, "(b) train loss during training, one line per n"),
+                          (ax_test, ds.test_loss, "(c) test loss during training, one line per n")):
+        _per_n_curves(ax, var.clip(min=floor), steps, colors)
         ax.set_yscale("log")
         _step_axis(ax, steps)
         ax.set_ylabel("mean squared error (log scale, mean over seeds)")
-        ax.set_title(title)
+        title(ax, text)
     ax_train.axhline(noise_var, color=TRAIN_COLOR, ls=":", lw=1.2, label=f"σ² = {noise_var:g}")
     ax_train.axhline(tol, color="#999999", ls="-.", lw=1.0, label=f"interpolation tolerance {tol:g}")
-    ax_train.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
-    sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=[ax_train, ax_test], label="training samples n", pad=0.01)
-    fig.suptitle("Optimization threshold: the student interpolates the noisy labels below n*, "
-                 "not from n* on\n" + _setting(ds, band), fontsize=10)
+    ax_train.legend(ncol=2, **BELOW_LEGEND)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=[ax_train, ax_test],
+                 label="training samples n", pad=0.01)
+    suptitle(fig, "Optimization threshold: the student interpolates the noisy labels below n*, not from n* on\n"
+                  + _setting(ds, band), fontsize=10)
     return fig
 
 
@@ -161,12 +128,11 @@ def alignment_figure(ds: xr.Dataset, band: str = "std") -> Figure:
     n = ds.n.values.astype(float)
     steps = ds.step.values.astype(float)
     thr = float(ds.attrs["align_threshold"])
-    fig = Figure(figsize=(17, 6), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = new_figure(17, 6)
     ax_v, ax_f, ax_c = fig.subplots(1, 3)
 
     pos = np.log2(n)
-    data = [c[np.isfinite(c)] for c in ds.early_cosine.values.reshape(len(n), -1)]
+    data = [c[np.isfinite(c)] for c in ds.early_cosine.transpose("n", ...).values.reshape(len(n), -1)]
     keep = [i for i, c in enumerate(data) if c.size]
     if keep:
         width = 0.8 * (np.min(np.diff(pos)) if len(pos) > 1 else 1.0)
@@ -175,52 +141,43 @@ def alignment_figure(ds: xr.Dataset, band: str = "std") -> Figure:
         for body in parts["bodies"]:
             body.set_facecolor(ALIGN_COLOR)
             body.set_alpha(0.45)
-        parts["cmedians"].set_color("#222222")
+        parts["cmedians"].set_color(DARK)
     ax_v.axhline(thr, color=ALIGN_COLOR, ls="--", lw=1.2, label=f"aligned: cosine ≥ {thr:g}")
     ax_v.set_xticks(pos, [f"{v:g}" for v in n], rotation=45, fontsize=8)
     ax_v.set_xlabel("training samples n (log scale)")
     ax_v.set_ylabel("largest cosine of a neuron with a teacher direction")
     lowest = min([float(c.min()) for c in data if c.size] + [0.0])
     ax_v.set_ylim(lowest - 0.02, 1.02)  # linear teacher: the best of ±β, so never below 0
-    ax_v.set_title("(a) neuron alignment at the end of the early phase\n(all neurons of all seeds; bar: median)")
-    ax_v.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    title(ax_v, "(a) neuron alignment at the end of the early phase\n(all neurons of all seeds; bar: median)")
+    ax_v.legend(**BELOW_LEGEND)
 
     _mark_threshold(ax_f, ds)
-    _band_line(ax_f, n, ds.aligned_fraction.values, band, ALIGN_COLOR, "end of the early phase", bounds=(0, 1))
-    final = (np.nan_to_num(ds.final_cosine.values, nan=-np.inf) >= thr).mean(axis=-1)
-    _band_line(ax_f, n, final, band, FINAL_COLOR, "end of training", marker="s", ls="--", bounds=(0, 1))
+    line_band(ax_f, n, ds.aligned_fraction, band, ALIGN_COLOR, "end of the early phase", bounds=(0, 1),
+              marker="o", ms=4)
+    final = (ds.final_cosine.fillna(-np.inf) >= thr).mean("neuron")
+    line_band(ax_f, n, final, band, FINAL_COLOR, "end of training", ls="--", bounds=(0, 1), marker="s", ms=4)
     _log_n_axis(ax_f, n)
     ax_f.set_ylim(-0.02, 1.02)
     ax_f.set_ylabel(f"fraction of neurons with cosine ≥ {thr:g}")
-    ax_f.set_title("(b) fraction of aligned neurons vs n")
-    ax_f.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    title(ax_f, "(b) fraction of aligned neurons vs n")
+    ax_f.legend(ncol=2, **BELOW_LEGEND)
 
     norm, cmap, colors = _n_colors(n)
+    _per_n_curves(ax_c, ds.aligned_fraction_curve, steps, colors)
     early = ds.early_step.values.astype(float)
-    for i, color in enumerate(colors):
-        mean, _, _ = seed_band(ds.aligned_fraction_curve.values[i], band, axis=0)
-        ax_c.plot(steps, mean, color=color, lw=1.3)
     valid = early[early >= 0]
     if valid.size:
         ax_c.axvspan(0, float(np.median(valid)), color="#dddddd", alpha=0.5, lw=0,
                      label=f"early phase (median end: step {np.median(valid):g})")
-        ax_c.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+        ax_c.legend(**BELOW_LEGEND)
     _step_axis(ax_c, steps)
     ax_c.set_ylim(-0.02, 1.02)
     ax_c.set_ylabel(f"fraction of neurons with cosine ≥ {thr:g} (mean over seeds)")
-    ax_c.set_title("(c) aligned fraction during training, one line per n")
+    title(ax_c, "(c) aligned fraction during training, one line per n")
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax_c, label="training samples n", pad=0.01)
-    fig.suptitle("Early alignment: with small initialisation the neurons turn towards the teacher directions "
-                 "before they grow\n" + _setting(ds, band), fontsize=10)
+    suptitle(fig, "Early alignment: with small initialisation the neurons turn towards the teacher directions "
+                  "before they grow\n" + _setting(ds, band), fontsize=10)
     return fig
 
 
 PLOTS = {"loss": loss_figure, "alignment": alignment_figure}
-
-
-def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Write the figure (format from the path's suffix) atomically; returns the path."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-    return path

@@ -17,29 +17,11 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ddscope.separation import class_means_by_epoch, layer_numbers, load, load_by_sample, nanmean, probe_info
+from ddscope.analyses.activations import layer_numbers, load, load_by_sample, probe_info
+from ddscope.analyses.stats import class_means_by_epoch, cosine_to_class_means, nanmean
 
 CORRECTNESS = ("correct", "incorrect")
 REFERENCES = ("clean", "noisy")
-
-
-def cosine_to_class_means(a: np.ndarray, means: np.ndarray, classes: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """cos(a[t, s], means[t, classes[t, s]]) for a [epoch, sample, unit], means [epoch, class, unit].
-
-    The same number as ddscope.features.cosine(a, means gathered by class) (0 for a zero vector,
-    clipped to [-1, 1]; NaN means give NaN), computed as one batched product with every class mean
-    instead of gathering a mean per sample: [epoch, sample, class] dots, then the predicted class.
-    """
-    a = np.asarray(a, dtype=np.float32)
-    means = np.asarray(means, dtype=np.float32)
-    dots = np.matmul(a, means.swapaxes(-1, -2))  # [epoch, sample, class]
-    dot = np.take_along_axis(dots, classes[..., None], axis=-1)[..., 0]
-    mean_sq = np.take_along_axis(np.einsum("eku,eku->ek", means, means), classes, axis=-1)
-    norm = np.sqrt(np.einsum("esu,esu->es", a, a) * mean_sq)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(norm > eps, dot / np.maximum(norm, eps), 0.0)
-    out = np.where(np.isnan(norm), np.nan, out)
-    return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
 def extract_routing(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset:
@@ -82,3 +64,10 @@ def extract_routing(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset:
     ds["n_correct"].attrs["description"] = "test probes predicted correctly at that epoch"
     ds.attrs.update({"analysis": "routing", "n_classes": k, "n_layers": len(layers), "n_test_probes": int(test.sum())})
     return ds
+
+
+def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:
+    """This analysis's columns of tables/runs.csv (ddscope.summary)."""
+    final = ds.routing_margin.isel(epoch=-1, layer=-1)
+    return {"routing_margin_correct": float(final.sel(correctness="correct")),
+            "routing_margin_incorrect": float(final.sel(correctness="incorrect"))}

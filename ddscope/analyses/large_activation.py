@@ -9,10 +9,10 @@ Per (epoch, layer), over all probes (clean, noisy, test):
   (median 0): such a layer gets ratio = top_value / median_floor, a dead layer (top 0) gets 0.
 - onset_epoch[l] = first recorded epoch with ratio >= ratio_threshold (NaN if never).
 
-At `n_epochs` analysed epochs (ddscope.epochs.spread_epoch_indices, shared with probes: log-spaced over the
-recorded schedule, first and last recorded epoch included), for the top unit of each layer at that epoch, over the *train*
-probes only (clean + noisy: their inputs are the training inputs the network fitted; test probes are
-left out so that both measures use the same samples):
+At `n_epochs` analysed epochs (ddscope.analyses.epochs.spread_epoch_indices, shared with probes: log-spaced
+over the recorded schedule, first and last recorded epoch included), for the top unit of each layer at that
+epoch, over the *train* probes only (clean + noisy: their inputs are the training inputs the network fitted;
+test probes are left out so that both measures use the same samples):
 
 - input_r2 = cross-validated ridge R^2 of the unit's value on the input x. Folds are interleaved
   (train probe i in fold i mod cv_folds: deterministic, and balanced whatever the probe order);
@@ -23,6 +23,24 @@ left out so that both measures use the same samples):
 - output_eta2[target] = correlation ratio eta^2 = between-class sum of squares / total sum of squares
   of the unit's value grouped by the assigned label, the original label, or the predicted class
   (argmax of the logits at that epoch). In [0, 1]; a constant unit gets 0.
+
+The verdicts' quantities (summary_columns -> tables/runs.csv; locate_large_activation, which the figure marks
+too) use *trained* epochs only: epoch 0 is the initialisation, where a random layer can already show a large
+ratio; it is reported beside them, never judged. Of L hidden layers, the shallow half is layers 1..ceil(L/2)
+(shallow_half; the paper's MLP7, MLP5, MLP3: layers 1-3, 1-2, 1; the middle layer of an odd depth counts as
+shallow), where the paper locates the large activation; the deep half is the rest.
+
+- ratio_max_l<k> = max of ratio over the trained epochs in layer k (NaN if none is recorded);
+- large_layer = the shallow layer with the largest ratio_max (first on ties); large_ratio = its ratio_max,
+  large_epoch = the trained epoch it is reached (first on ties), large_ratio_init = its ratio at epoch 0
+  (NaN if epoch 0 is not recorded);
+- large_second_to_top = second-largest / largest unit_max in large_layer at large_epoch: how single the large
+  activation is (near 0: one unit dwarfs all; near 1: two units are alike);
+- large_deep_layer, large_deep_ratio = the same over the deep half (NaN without one), for contrast;
+- large_analysed_epoch = the analysed epoch > 0 nearest to large_epoch on the log1p scale of the picker (so the
+  unit tested is the one that was large, not whatever unit tops the layer at another time); at it, for the top
+  unit of large_layer: large_input_r2 = input_r2, large_output_eta2 = output_eta2 maximised over the targets,
+  and large_same_unit = 1 if that unit is the top unit at large_epoch too, else 0.
 """
 
 from __future__ import annotations
@@ -30,8 +48,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ddscope.epochs import spread_epoch_indices
-from ddscope.separation import layer_numbers, load, load_by_sample, probe_info
+from ddscope.analyses.epochs import spread_epoch_indices
+from ddscope.analyses.activations import layer_numbers, load, load_by_sample, probe_info
+from ddscope.summary import per_layer_columns
 
 DEFAULT_PARAMS = {"ratio_threshold": 10.0, "n_epochs": 8, "ridge_alpha": 1.0, "cv_folds": 5, "median_floor": 1e-3}
 TARGETS = ("assigned", "original", "predicted")
@@ -180,3 +199,75 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
         "input_dim": int(x.shape[1]),
     })
     return ds
+
+
+def shallow_half(n_layers: int) -> int:
+    """How many of `n_layers` hidden layers form the shallow half: ceil(L/2) (module docstring)."""
+    return (int(n_layers) + 1) // 2
+
+
+def _trained_ratio(ds: xr.Dataset) -> np.ndarray:
+    """ratio [epoch, layer] with -inf at epoch 0 and at NaN: maxima and argmaxima then see trained values only."""
+    ratio = ds["ratio"].transpose("epoch", "layer").values.astype(np.float64)
+    trained = (ds["epoch"].values > 0)[:, None] & np.isfinite(ratio)
+    return np.where(trained, ratio, -np.inf)
+
+
+def trained_ratio_max(ds: xr.Dataset) -> xr.DataArray:
+    """ratio_max per layer: the largest ratio over trained epochs (epoch > 0); NaN where there is none."""
+    peak = np.max(_trained_ratio(ds), axis=0, initial=-np.inf)
+    return xr.DataArray(np.where(np.isfinite(peak), peak, np.nan), dims=("layer",), coords={"layer": ds["layer"]})
+
+
+LOCATED = ("large_layer", "large_ratio", "large_epoch", "large_ratio_init", "large_second_to_top",
+           "large_deep_layer", "large_deep_ratio", "large_analysed_epoch", "large_input_r2", "large_output_eta2",
+           "large_same_unit")
+
+
+def locate_large_activation(ds: xr.Dataset) -> dict:
+    """The large activation the verdicts judge, in the shallow half over trained epochs (module docstring).
+
+    One run's dataset (no `seed` dim); returns the LOCATED columns as floats, NaN where the data cannot say
+    (no trained epoch, an all-NaN half, no analysed epoch after 0).
+    """
+    out = dict.fromkeys(LOCATED, np.nan)
+    ratio = _trained_ratio(ds)
+    peak = np.max(ratio, axis=0, initial=-np.inf)
+    layers, epochs = ds["layer"].values, ds["epoch"].values
+    n_shallow = shallow_half(len(layers))
+
+    def largest(positions: np.ndarray):
+        return positions[int(np.argmax(peak[positions]))] if np.isfinite(peak[positions]).any() else None
+
+    deep = largest(np.arange(n_shallow, len(layers)))
+    if deep is not None:
+        out.update(large_deep_layer=float(layers[deep]), large_deep_ratio=float(peak[deep]))
+    li = largest(np.arange(n_shallow))
+    if li is None:
+        return out
+    ti = int(np.argmax(ratio[:, li]))
+    out.update(large_layer=float(layers[li]), large_ratio=float(peak[li]), large_epoch=float(epochs[ti]))
+    init = np.flatnonzero(epochs == 0)
+    if init.size:
+        out["large_ratio_init"] = float(ds["ratio"].isel(epoch=init[0], layer=li))
+    units = ds["unit_max"].isel(epoch=ti, layer=li).values
+    units = np.sort(units[np.isfinite(units)])[::-1]
+    if units.size >= 2 and units[0] > 0:
+        out["large_second_to_top"] = float(units[1] / units[0])
+
+    analysed = ds["analysed_epoch"].values
+    after_init = np.flatnonzero(analysed > 0)
+    if after_init.size:
+        ai = int(after_init[np.argmin(np.abs(np.log1p(analysed[after_init]) - np.log1p(epochs[ti])))])
+        at = ds.isel(analysed_epoch=ai, layer=li)
+        eta = at["output_eta2"].values
+        out.update(large_analysed_epoch=float(analysed[ai]), large_input_r2=float(at["input_r2"]),
+                   large_output_eta2=float(np.nanmax(eta)) if np.isfinite(eta).any() else np.nan,
+                   large_same_unit=float(at["analysed_top_unit"] == ds["top_unit"].isel(epoch=ti, layer=li)))
+    return out
+
+
+def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:
+    """This analysis's columns of tables/runs.csv (ddscope.summary; definitions: module docstring)."""
+    return {**per_layer_columns(ds.onset_epoch, "onset_epoch"),
+            **per_layer_columns(trained_ratio_max(ds), "ratio_max"), **locate_large_activation(ds)}

@@ -35,22 +35,11 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ddscope.artifacts import netcdf_attrs
+from ddscope.summary import per_layer_columns
+
 DEFAULT_MAX_BYTES = 1024 * 2**20
 DEGENERATE_RTOL = 1e-6
-
-
-def netcdf_attrs(params: dict) -> dict:
-    """Parameters as NetCDF-safe attrs: bools become 0/1, None becomes "none", lists stay lists."""
-    out = {}
-    for key, value in (params or {}).items():
-        if isinstance(value, (bool, np.bool_)):
-            value = int(value)
-        elif value is None:
-            value = "none"
-        elif isinstance(value, dict):
-            value = repr(value)
-        out[key] = value
-    return out
 
 
 # --- reference: one pair at a time --------------------------------------------------------------
@@ -222,3 +211,11 @@ def extract_cka(acts: xr.Dataset, params: dict | None = None, **kwargs) -> xr.Da
                "n_samples": int(acts.sizes["sample"]), **netcdf_attrs(params), "debiased": int(debiased)},
     )
     return ds
+
+
+def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:
+    """Late change of each layer: 1 − CKA(the recorded epoch nearest half-way through training, the final epoch)."""
+    epochs = ds.epoch.values
+    mid = epochs[np.argmin(np.abs(epochs - epochs[-1] / 2))]
+    change = 1 - ds.cka.sel(epoch=mid, epoch_other=epochs[-1])
+    return {**per_layer_columns(change, "cka_late_change"), "cka_late_epoch": float(mid)}

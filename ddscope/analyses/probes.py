@@ -1,6 +1,6 @@
 """Linear probes per layer and epoch, and agreement of their decision regions.
 
-At `n_epochs` recorded epochs spread over the schedule (ddscope.epochs.spread_epoch_indices, shared with large_activation), one linear softmax probe per
+At `n_epochs` recorded epochs spread over the schedule (ddscope.analyses.epochs.spread_epoch_indices, shared with large_activation), one linear softmax probe per
 hidden layer is trained on the clean probe samples with their original labels. Protocol (deterministic,
 no randomness at all):
 
@@ -24,18 +24,14 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ddscope.cka import netcdf_attrs
-from ddscope.epochs import spread_epoch_indices
+from ddscope.artifacts import netcdf_attrs
+from ddscope.analyses.activations import subsets
+from ddscope.analyses.epochs import spread_epoch_indices
 from ddscope.optim import adam_moments, adam_step
+from ddscope.summary import per_layer_columns
 
 TARGETS = ("clean", "test", "noisy_original", "noisy_assigned")
 DEFAULTS = {"n_epochs": 8, "steps": 300, "lr": 0.02, "l2": 1e-4}
-
-
-def subsets(acts: xr.Dataset) -> np.ndarray:
-    """The per-sample `subset` coordinate as a plain str array, whatever zarr returned (StringDType, bytes, object)."""
-    values = np.asarray(acts["subset"].values).tolist()
-    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=str)
 
 
 def _standardise(x: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
@@ -142,3 +138,9 @@ def extract_probes(acts: xr.Dataset, params: dict | None = None, device="cpu") -
                "train_samples": "clean probes, original labels", "n_train": int(clean.sum()), "n_test": int(test.sum()),
                **netcdf_attrs(params)},
     )
+
+
+def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:
+    """This analysis's columns of tables/runs.csv (ddscope.summary)."""
+    final = ds.probe_accuracy.isel(epoch=-1)
+    return {**per_layer_columns(final.sel(target="test"), "probe_test_final")}

@@ -10,21 +10,47 @@ class-balanced set; probe sets are stratified by assigned class) and M the centr
 - `nc1` = tr(Σ_W Σ_B⁺)/K with Σ_W = (1/N) Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ and Σ_B = (1/K) MᵀM.
   Σ_B has rank ≤ K−1, so its pseudo-inverse comes from `eigh` of the K×K matrix MMᵀ (same non-zero
   spectrum), batched over epochs, keeping eigenvalues above `pinv_rcond` × the largest. NaN when all
-  class means coincide (Σ_B = 0, e.g. a dead layer).
+  class means coincide (Σ_B = 0, e.g. a dead layer). The memorization–dilation code computes the same
+  (validate_NC.py: eval_model, `collapse_metric`).
 - `nc1_clean`: the same on the clean train probes only.
-- `dilation` = mean distance of noisy samples to the mean of the *clean* samples of their assigned class,
-  over the mean distance of clean samples to their class's clean mean. The clean distances are leave-one-out
-  (the sample's own contribution removed from the mean: exactly n_c/(n_c−1) × the in-sample distance) so that
-  both sides are out-of-sample distances and noisy samples distributed like clean ones give ≈ 1. Classes
-  with fewer than two clean samples are left out of the clean side, classes without clean samples out of
-  the noisy side; NaN without noisy probes, NaN for fully collapsed features (0/0; distances below 1e-10 ×
-  the features' RMS norm count as 0), inf when only the clean samples are collapsed.
+- `memorization` and `dilation` as in Nguyen, Levie, Lienen, Hüllermeier, Kutyniok, "Memorization-Dilation:
+  Modeling Neural Collapse Under Noise" (ICLR 2023) and its official code, github.com/julilien/
+  MemorizationDilation. Both measure distances to the clean class means μ̃_c (mean of the clean probes of
+  class c; for clean samples assigned = original label), the code's `uncorrupted_centroids`
+  (metrics.py: get_centroids_by_corruption), in units of s = sqrt(mean_c ||μ̃_c − mean_c' μ̃_c'||²), the RMS
+  distance of the clean class means from their centre, so both are invariant to the scale and a shift of
+  the features.
+  `memorization` = mean over noisy probes of ||h_i − μ̃_{y_orig(i)}|| / s, the distance of a noisy sample to
+  the clean mean of its *original* class (exp_utils/fourclass_exp_utils.py: determine_memorization; it sums
+  these distances per class, here they are averaged so the value does not grow with the number of probes).
+  A noisy sample still mapped like its original class sits in that class's cloud (memorization ≈ dilation);
+  memorising its assigned label moves it away, so memorization grows.
+  `dilation` = mean over clean probes of ||h_i − μ̃_{y_i}|| / s, the spread of the clean samples around their
+  class mean (metrics.py: get_uncorrupted_stddevs takes the standard deviation of the same distances per
+  class; their mean is used here, since in high dimension the distances concentrate and their standard
+  deviation stops following the spread).
+  NaN when fewer than two classes have clean probes or their means coincide (s ≤ 1e-10 × the features' RMS
+  norm, e.g. a dead layer); memorization is NaN without noisy probes (noisy probes whose original class has
+  no clean probe are left out).
+- `noisy_clean_distance_ratio` = mean distance of noisy samples to the clean mean of their *assigned* class,
+  over the mean distance of clean samples to their class's clean mean. Not a quantity of the
+  memorization–dilation paper: it *falls* as the noisy labels are memorised (the noisy samples join their
+  assigned class). The clean distances are leave-one-out (the sample's own contribution removed from the
+  mean: exactly n_c/(n_c−1) × the in-sample distance) so that both sides are out-of-sample distances and
+  noisy samples distributed like clean ones give ≈ 1. Classes with fewer than two clean samples are left
+  out of the clean side, classes without clean samples out of the noisy side; NaN without noisy probes,
+  NaN for fully collapsed features (0/0; distances below 1e-10 × the features' RMS norm count as 0), inf
+  when only the clean samples are collapsed.
 - `nc2_equinorm` = std/mean of ||M_c|| over classes; `nc2_equiangle` = std of the off-diagonal cosines
   between the M_c (Papyan et al. Fig. 4); `nc2_maxangle` = mean over off-diagonal pairs of
   |cos + 1/(K−1)| (Papyan et al. Fig. 5). Standard deviations use ddof=1, as Papyan et al.'s code (torch.std).
 - `nc3` = ||W/||W||_F − M/||M||_F||²_F with W = w_out [class, unit] (rows of present classes), not centred.
 - `nc4` = fraction of train probes on which the network's prediction (argmax of the logits) equals the
   nearest-class-centre classification argmin_c ||h_i − μ_c|| (1 = full agreement).
+
+Columns of tables/runs.csv: `<name>_final` for every variable; `memorization_trend` and `dilation_trend`, the
+value at the last recorded epoch minus that at `collapse_trend_start`, the recorded epoch nearest the end of
+phase 1 (stats.trend_start_epoch), when the noisy labels start being memorised.
 """
 
 from __future__ import annotations
@@ -32,11 +58,12 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ddscope.cka import netcdf_attrs
-from ddscope.features import class_means
-from ddscope.probes import subsets
+from ddscope.artifacts import netcdf_attrs
+from ddscope.analyses.stats import class_means, trend_start_epoch
+from ddscope.analyses.activations import subsets
 
-VARIABLES = ("nc1", "nc1_clean", "dilation", "nc2_equinorm", "nc2_equiangle", "nc2_maxangle", "nc3", "nc4")
+VARIABLES = ("nc1", "nc1_clean", "memorization", "dilation", "noisy_clean_distance_ratio", "nc2_equinorm",
+             "nc2_equiangle", "nc2_maxangle", "nc3", "nc4")
 DEFAULTS = {"pinv_rcond": 1e-6}
 CHUNK_BYTES = 256 * 2**20
 
@@ -64,7 +91,51 @@ def nc1(h: np.ndarray, y: np.ndarray, n_classes: int, rcond: float = 1e-6) -> np
     return np.where(keep.any(1), trace / k, np.nan)
 
 
-def dilation(h: np.ndarray, y: np.ndarray, clean: np.ndarray, noisy: np.ndarray, n_classes: int) -> np.ndarray:
+def _round_off(h: np.ndarray) -> np.ndarray:
+    """1e-10 × the RMS norm of the features [E]: distances below it are round-off of the means, not spread."""
+    return 1e-10 * np.sqrt(np.mean(np.sum(h**2, axis=-1), axis=1))
+
+
+def clean_class_geometry(h: np.ndarray, labels: np.ndarray, clean: np.ndarray, n_classes: int):
+    """Clean class means μ̃ [E, K, U] (NaN for classes without clean samples) and their scale s [E]: the RMS
+    distance of the clean class means from their centre (NaN with fewer than two classes, or means that
+    coincide). `labels` may be the assigned or the original labels: they agree on clean samples."""
+    means, counts = class_means(h, labels, n_classes, mask=clean)
+    present = counts > 0
+    if present.sum() < 2:
+        return means, np.full(h.shape[0], np.nan)
+    m = means[:, present]
+    scale = np.sqrt(np.mean(np.sum((m - m.mean(1, keepdims=True)) ** 2, axis=-1), axis=1))
+    return means, np.where(scale > _round_off(h), scale, np.nan)
+
+
+def memorization(h: np.ndarray, y_original: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
+                 n_classes: int) -> np.ndarray:
+    """Mean distance of the noisy samples to the clean mean of their original class, over the scale of the
+    clean class means, for h [E, N, U] → [E] (see the module docstring)."""
+    h = np.asarray(h, dtype=np.float64)
+    y_original = np.asarray(y_original)
+    clean, noisy = np.asarray(clean, bool), np.asarray(noisy, bool)
+    means, scale = clean_class_geometry(h, y_original, clean, n_classes)
+    dist = np.linalg.norm(h[:, noisy] - means[:, y_original[noisy]], axis=-1)  # NaN: original class without clean
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nansum(dist, 1) / np.isfinite(dist).sum(1) / scale
+
+
+def dilation(h: np.ndarray, y: np.ndarray, clean: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean distance of the clean samples to their class's clean mean, over the scale of the clean class
+    means, for h [E, N, U] → [E] (see the module docstring)."""
+    h = np.asarray(h, dtype=np.float64)
+    y = np.asarray(y)
+    clean = np.asarray(clean, bool)
+    if not clean.any():
+        return np.full(h.shape[0], np.nan)
+    means, scale = clean_class_geometry(h, y, clean, n_classes)
+    return np.linalg.norm(h[:, clean] - means[:, y[clean]], axis=-1).mean(1) / scale
+
+
+def noisy_clean_distance_ratio(h: np.ndarray, y: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
+                               n_classes: int) -> np.ndarray:
     """Mean distance of noisy samples to their assigned class's clean mean over that of clean samples
     (leave-one-out) for h [E, N, U] → [E]."""
     h = np.asarray(h, dtype=np.float64)
@@ -75,7 +146,7 @@ def dilation(h: np.ndarray, y: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
     means, counts = class_means(h, y, n_classes, mask=clean)
     dist = np.linalg.norm(h - means[:, y], axis=-1)  # [E, N], NaN for classes without clean samples
     # round-off of the means is no spread: collapsed features give 0/0 = NaN, not a ratio of round-off errors
-    tiny = 1e-10 * np.sqrt(np.mean(np.sum(h**2, axis=-1), axis=1, keepdims=True))
+    tiny = _round_off(h)[:, None]
     dist = np.where(dist <= tiny, 0.0, dist)
     n_c = counts[y].astype(np.float64)
     loo = np.where(n_c >= 2, n_c / np.maximum(n_c - 1, 1), np.nan)
@@ -122,9 +193,10 @@ def nc4(h: np.ndarray, logits: np.ndarray, means: np.ndarray, present: np.ndarra
     return (ncc == net).mean(1)
 
 
-def collapse_metrics(h, logits, w_out, y, clean, noisy, n_classes: int, rcond: float = 1e-6) -> dict:
+def collapse_metrics(h, logits, w_out, y, y_original, clean, noisy, n_classes: int, rcond: float = 1e-6) -> dict:
     """All collapse metrics for one chunk of epochs: h [E, N, U] (train probes), logits [E, N, C],
-    w_out [E, C, U], assigned labels y [N], masks clean/noisy [N]. Returns {name: [E]}."""
+    w_out [E, C, U], assigned and original labels y, y_original [N], masks clean/noisy [N].
+    Returns {name: [E]}."""
     h = np.asarray(h, dtype=np.float64)
     y = np.asarray(y)
     clean = np.asarray(clean, bool)
@@ -132,7 +204,9 @@ def collapse_metrics(h, logits, w_out, y, clean, noisy, n_classes: int, rcond: f
     present = counts > 0
     out = {"nc1": nc1(h, y, n_classes, rcond)}
     out["nc1_clean"] = nc1(h[:, clean], y[clean], n_classes, rcond) if clean.any() else np.full(len(h), np.nan)
-    out["dilation"] = dilation(h, y, clean, noisy, n_classes)
+    out["memorization"] = memorization(h, y_original, clean, noisy, n_classes)
+    out["dilation"] = dilation(h, y, clean, n_classes)
+    out["noisy_clean_distance_ratio"] = noisy_clean_distance_ratio(h, y, clean, noisy, n_classes)
     if present.sum() >= 2:
         eqn, eqa, maxa = nc2(means[:, present])
         out["nc2_equinorm"], out["nc2_equiangle"], out["nc2_maxangle"] = eqn, eqa, maxa
@@ -157,6 +231,7 @@ def extract_collapse(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset
     if train.size == 0:
         raise ValueError("collapse: no train probe samples (clean or noisy)")
     y = np.asarray(acts["y_assigned"].values, dtype=np.int64)[train]
+    y_original = np.asarray(acts["y_original"].values, dtype=np.int64)[train]
     clean, noisy = subset[train] == "clean", subset[train] == "noisy"
     act = acts[f"act_{n_layers}"]
     epochs = np.asarray(acts["epoch"].values)
@@ -168,14 +243,19 @@ def extract_collapse(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset
         h = act.isel(sel).values[:, train]
         logits = acts["logits"].isel(sel).values[:, train].astype(np.float32)
         w_out = acts["w_out"].isel(sel).values.astype(np.float64)
-        chunk_out = collapse_metrics(h, logits, w_out, y, clean, noisy, n_classes, float(params["pinv_rcond"]))
+        chunk_out = collapse_metrics(h, logits, w_out, y, y_original, clean, noisy, n_classes,
+                                     float(params["pinv_rcond"]))
         for name in VARIABLES:
             results[name].append(chunk_out[name])
     descriptions = {
         "nc1": "tr(Sigma_W Sigma_B^+)/K, train probes (clean + noisy), assigned labels",
         "nc1_clean": "tr(Sigma_W Sigma_B^+)/K, clean train probes",
-        "dilation": "mean distance of noisy probes to their assigned class's clean mean "
-                    "/ same for clean probes (leave-one-out)",
+        "memorization": "mean distance of noisy probes to the clean mean of their original class / RMS distance "
+                        "of the clean class means from their centre (Nguyen et al. 2023)",
+        "dilation": "mean distance of clean probes to their class's clean mean / RMS distance of the clean "
+                    "class means from their centre (Nguyen et al. 2023)",
+        "noisy_clean_distance_ratio": "mean distance of noisy probes to their assigned class's clean mean "
+                                      "/ same for clean probes (leave-one-out); falls as noise is memorised",
         "nc2_equinorm": "std/mean of the norms of the centred class means",
         "nc2_equiangle": "std of the off-diagonal cosines between centred class means",
         "nc2_maxangle": "mean |cos + 1/(K-1)| over off-diagonal pairs of centred class means",
@@ -190,3 +270,13 @@ def extract_collapse(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset
                "samples": "train probes (clean + noisy)",
                "n_train": int(train.size), "n_noisy": int(noisy.sum()), **netcdf_attrs(params)},
     )
+
+
+def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:
+    """This analysis's columns of tables/runs.csv (ddscope.summary; see the module docstring)."""
+    out = {f"{k}_final": float(ds[k].isel(epoch=-1)) for k in ds.data_vars if ds[k].dims == ("epoch",)}
+    start = trend_start_epoch(ds.epoch.values, metrics.get("double_descent"))
+    for name in ("memorization", "dilation"):
+        out[f"{name}_trend"] = float(ds[name].isel(epoch=-1) - ds[name].sel(epoch=start))
+    out["collapse_trend_start"] = start
+    return out

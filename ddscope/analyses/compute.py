@@ -12,31 +12,17 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .artifacts import ArtifactError, read_dataset, read_netcdf, write_netcdf
-from .config import parse_run
-from .recording import corrupted_chunks_reported, open_activations
-from .registry import ANALYSES
+from ddscope.analyses.activations import corrupted_chunks_reported, open_activations, probe_inputs
+from ddscope.analyses.registry import ANALYSES
+from ddscope.artifacts import ArtifactError, read_netcdf, write_netcdf
+from ddscope.config import parse_run
 
-
-
-def probe_inputs(dataset_path: str | Path, acts: xr.Dataset) -> np.ndarray:
-    """Inputs x of the probe samples, in the store's sample order (train ids for clean/noisy, test ids for test)."""
-    data, attrs = read_dataset(dataset_path)
-    if acts.attrs.get("dataset_sha256", attrs["content_sha256"]) != attrs["content_sha256"]:
-        raise ArtifactError(f"{dataset_path}: not the dataset run {acts.attrs.get('run')} was trained on; "
-                            "rerun its train job")
-    test = acts.subset.values == "test"
-    ids = acts.sample.values
-    x = np.empty((len(ids), data["x_train"].shape[1]), dtype=np.float32)
-    x[~test] = data["x_train"][ids[~test]]
-    x[test] = data["x_test"][ids[test]]
-    return x
 
 
 def _function(name: str):
     from importlib import import_module
 
-    return getattr(import_module(f"ddscope.{name}"), f"extract_{name}")
+    return getattr(import_module(f"ddscope.analyses.{name}"), f"extract_{name}")
 
 
 def compute(name: str, run: str, source: str | Path, params: dict, dataset_path: str | Path | None = None,

@@ -76,6 +76,7 @@ include: "rules/threshold.smk"
 
 onstart:
     check_training_device()
+    check_job_memory()
 
 
 rule all:

@@ -38,3 +38,12 @@ def expected_errors(logger: logging.Logger):
     except EXPECTED_ERRORS as e:
         logger.error(f"ddscope: {e}")
         sys.exit(1)
+    except (MemoryError, RuntimeError) as e:
+        # host memory (MemoryError) or GPU memory (torch.OutOfMemoryError, a RuntimeError; named here so that
+        # this module does not import torch)
+        if not isinstance(e, MemoryError) and type(e).__name__ != "OutOfMemoryError":
+            raise
+        where = "GPU" if type(e).__name__ == "OutOfMemoryError" else "host"
+        logger.error(f"ddscope: out of {where} memory in this job: give it more (a cluster's mem_mb, a larger GPU) or "
+                     "make the study smaller (dataset.n_train, model widths, probes, train.eval_batch_size)")
+        sys.exit(1)

@@ -10,6 +10,7 @@ MLP7 of width 128 on 16 000 MNIST-1D samples trains 600 epochs in 170 s, i.e. ~4
 from __future__ import annotations
 
 import math
+import os
 
 from .config import dataset_sizes, record_epochs
 
@@ -88,3 +89,11 @@ def dataset_mem_mb(config: dict) -> int:
     """prepare_dataset / make_noisy_labels: the raw arrays, their float32 copy and the normalised copy."""
     n_train, n_test = dataset_sizes(config["dataset"])
     return _round_mb(BASE_MEM_MB + 3 * (n_train + n_test) * INPUT_DIM[config["dataset"]["name"]] * 4 / 2**20)
+
+
+def machine_memory_mb() -> int | None:
+    """Physical memory of this machine in MB (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20)
+    except (ValueError, OSError, AttributeError):
+        return None

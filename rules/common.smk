@@ -151,3 +151,27 @@ def check_training_device():
     except DeviceError as error:
         print(f"ddscope: {error}", file=sys.stderr)
         os._exit(1)
+
+
+def check_job_memory():
+    """At the start of a local run: the largest scheduled job (sized from the config by ddscope/resources.py)
+    must fit this machine's memory. One line naming it and the keys that size it, before any job starts,
+    instead of a job killed by the OOM killer hours later. On a cluster the scheduler places the jobs.
+    """
+    if workflow.executor_plugin.name != "local":
+        return
+    available = sizing.machine_memory_mb()
+    jobs = list(workflow.dag.needrun_jobs())
+    if not available or not jobs:
+        return
+    biggest = max(jobs, key=lambda job: job.resources.get("mem_mb", 0))
+    needed = biggest.resources.get("mem_mb", 0)
+    if needed > available:
+        what = ", ".join(f"{k}={v}" for k, v in biggest.wildcards.items())
+        print(
+            f"ddscope: job {biggest.rule.name} ({what or 'no wildcards'}) needs about {needed} MB of memory, "
+            f"this machine has {available} MB: make the study smaller (dataset.n_train, model widths, "
+            "probes) or run it on a cluster (--profile profiles/slurm)",
+            file=sys.stderr,
+        )
+        os._exit(1)

@@ -89,3 +89,35 @@ def test_a_missing_gpu_is_one_line_before_any_job(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()  # no job ran
     # a dry run plans the study as usual (the check runs only when jobs are about to start)
     assert run_snakemake(tmp_path, "-n", configfile=write_config(tmp_path, config)).returncode == 0
+
+
+def test_a_study_too_large_for_this_machine_is_one_line_before_any_job(tmp_path):
+    from conftest import run_snakemake
+    from tiny_study import TINY, write_config
+
+    config = copy.deepcopy(TINY)
+    config["models"] = {"huge": {"hidden": [65536] * 8}}  # 3.4e10 weights: terabytes of Adam state
+    assert resources.train_mem_mb(validate_config(copy.deepcopy(config), SCHEMA), "huge") > resources.machine_memory_mb()
+    result = run_snakemake(tmp_path, configfile=write_config(tmp_path, config))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ddscope:")]
+    assert len(errors) == 1 and errors[0].startswith("ddscope: job train (run=huge-sym30-ce-s0) needs about ")
+    assert "this machine has" in errors[0] and "dataset.n_train" in errors[0]
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()  # no job ran
+
+
+def test_running_out_of_memory_in_a_job_is_one_line(tmp_path):
+    import pytest
+
+    from ddscope.joblog import expected_errors, job_logger
+
+    log = tmp_path / "job.log"
+    for error, where in [(MemoryError(), "host"), (type("OutOfMemoryError", (RuntimeError,), {})("CUDA"), "GPU")]:
+        with pytest.raises(SystemExit) as exit_:
+            with expected_errors(job_logger(log)):
+                raise error
+        assert exit_.value.code == 1
+        assert f"ddscope: out of {where} memory in this job" in log.read_text().splitlines()[-1]
+    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError is a bug: its traceback stays
+        with expected_errors(job_logger(log)):
+            raise RuntimeError("a bug")

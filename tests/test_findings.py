@@ -419,3 +419,10 @@ def test_claim_without_its_per_layer_columns_is_not_measured(monkeypatch):
     runs = runs.drop(columns=[c for c in runs.columns if c.startswith("ratio_max_")])
     _, measured, _, verdict = row_of(findings.claim_shallow_large_activation, runs, monkeypatch)
     assert verdict == INCONCLUSIVE and measured == "not measured (no column ratio_max_l* in tables/runs.csv)"
+
+
+def test_markdown_numbers_the_sweep_rows_m1_m2():
+    rows = [(f"claim {i}", "source", "measured", "criterion", SUPPORTED) for i in range(len(findings.CLAIMS) + 2)]
+    numbers = [line.split("|")[1].strip() for line in findings.findings_markdown("t", rows).splitlines()
+               if line.startswith("| ") and not line.startswith("| # ")]
+    assert numbers == [str(i) for i in range(1, len(findings.CLAIMS) + 1)] + ["M1", "M2"]

@@ -207,8 +207,8 @@ def claim_input_not_output(runs, depths, p):
     return "; ".join(parts), criterion, _every_model(flags, p["majority"])
 
 
-@needs("model", "t_fit_noisy", "regeneralises_after_fit", "returns_to_first_minimum", "test_error_fall_after_fit",
-       "test_error_depth", "test_error_final", "test_error_min")
+@needs("model", "t_fit_noisy", "regeneralises_after_fit", "benign_overfitting", "test_error_fall_after_fit",
+       "dd_depth", "test_error_final", "test_error_min")
 def claim_benign(runs, depths, p):
     """The paper's wording (test error improves after the noise is fitted), judged on the seeds of the deepest
     model that fitted the noise; the stricter return to the first minimum is reported beside it."""
@@ -218,8 +218,8 @@ def claim_benign(runs, depths, p):
     f = _frac(fitted.regeneralises_after_fit)
     measured = (f"{model}: noisy labels fitted in {len(fitted)} of {len(deep)} seeds, at epoch "
                 f"{_ms(fitted.t_fit_noisy, '.0f')}; test error falls after the fit by "
-                f"{_ms(fitted.test_error_fall_after_fit)} (it rose by {_ms(fitted.test_error_depth)}): re-generalises "
-                f"in {_pct(f)}; returns to the first minimum in {_pct(_frac(fitted.returns_to_first_minimum))} "
+                f"{_ms(fitted.test_error_fall_after_fit)} (it rose by {_ms(fitted.dd_depth)}): re-generalises "
+                f"in {_pct(f)}; returns to the first minimum in {_pct(_frac(fitted.benign_overfitting))} "
                 f"(final {_ms(fitted.test_error_final)} vs first minimum {_ms(fitted.test_error_min)})")
     verdict = INCONCLUSIVE if not np.isfinite(f) else (SUPPORTED if f >= p["majority"] else NOT_SUPPORTED)
     criterion = (f"regeneralises_after_fit (noise fitted after the first minimum, test error falls ≥ min_depth "
@@ -404,7 +404,7 @@ def claim_epochwise_in_widest(runs, sweep, p):
             "in fewer at the narrowest", verdict)
 
 
-@needs("model", "noise", "loss", "returns_to_first_minimum", "regeneralises_after_fit", "test_error_final",
+@needs("model", "noise", "loss", "benign_overfitting", "regeneralises_after_fit", "test_error_final",
        "test_error_min")
 def claim_returns_where(runs, sweep, p):
     """Where in depth × width the final test error comes back to the first minimum with the noise fitted."""
@@ -412,7 +412,7 @@ def claim_returns_where(runs, sweep, p):
         gap=runs.test_error_final - runs.test_error_min), sweep, "gap")}
     regen = {label: f for label, _, f in _width_curves(runs, sweep, "regeneralises_after_fit")}
     parts, known, returns = [], False, []
-    for label, widths, frac in _width_curves(runs, sweep, "returns_to_first_minimum"):
+    for label, widths, frac in _width_curves(runs, sweep, "benign_overfitting"):
         known |= bool(np.isfinite(frac).any())
         where = [int(w) for w, f in zip(widths, frac) if np.isfinite(f) and f >= p["majority"]]
         again = [int(w) for w, f in zip(widths, regen[label]) if np.isfinite(f) and f >= p["majority"]]
@@ -421,7 +421,7 @@ def claim_returns_where(runs, sweep, p):
         parts.append(f"{label}: back to the first minimum at widths {where or 'none'}, re-generalises after "
                      f"the fit at widths {again or 'none'}; final − first minimum {gap or 'n/a'}")
     verdict = INCONCLUSIVE if not known else (SUPPORTED if returns else NOT_SUPPORTED)
-    return ("; ".join(parts), f"returns_to_first_minimum (noisy labels fitted, final test error ≤ first minimum + "
+    return ("; ".join(parts), f"benign_overfitting (noisy labels fitted, final test error ≤ first minimum + "
             f"benign_tolerance) in ≥ {p['majority']:.0%} of seeds at some depth × width", verdict)
 
 

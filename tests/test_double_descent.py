@@ -13,9 +13,9 @@ from ddscope.analyses.double_descent import (DEFAULT_PARAMS, dip_and_peak, extra
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 PARAMS = dict(DEFAULT_PARAMS)
-SCALARS = ["test_error_depth", "test_error_recovery", "test_loss_depth", "test_loss_recovery",
+SCALARS = ["dd_depth", "dd_recovery", "test_loss_depth", "test_loss_recovery",
            "double_descent_test_error", "double_descent_test_loss", "t_fit_clean", "t_fit_noisy",
-           "test_error_fall_after_fit", "regeneralises_after_fit", "returns_to_first_minimum",
+           "test_error_fall_after_fit", "regeneralises_after_fit", "benign_overfitting",
            "test_error_min_epoch", "test_error_min", "test_error_peak_epoch", "test_error_peak", "test_error_final",
            "test_loss_min_epoch", "test_loss_min", "test_loss_peak_epoch", "test_loss_peak", "test_loss_final",
            "phase1_end", "phase2_end"]
@@ -64,13 +64,13 @@ def test_known_dip_is_found():
     assert ds.test_error_peak_epoch == pytest.approx(80, abs=window)
     assert ds.test_error_peak == pytest.approx(0.45, abs=0.01)
     assert ds.test_error_final == pytest.approx(0.35, abs=0.01)
-    assert ds.test_error_depth == pytest.approx(0.15, abs=0.02)
-    assert ds.test_error_recovery == pytest.approx(0.10, abs=0.02)
+    assert ds.dd_depth == pytest.approx(0.15, abs=0.02)
+    assert ds.dd_recovery == pytest.approx(0.10, abs=0.02)
     assert bool(ds.double_descent_test_error)
     # the loss has the same shape here (3 x error): same epochs, 3 x the rise and fall, flagged too
     assert ds.test_loss_min_epoch == ds.test_error_min_epoch and ds.test_loss_peak_epoch == ds.test_error_peak_epoch
-    assert float(ds.test_loss_depth) == pytest.approx(3 * float(ds.test_error_depth), rel=1e-4)
-    assert float(ds.test_loss_recovery) == pytest.approx(3 * float(ds.test_error_recovery), rel=1e-4)
+    assert float(ds.test_loss_depth) == pytest.approx(3 * float(ds.dd_depth), rel=1e-4)
+    assert float(ds.test_loss_recovery) == pytest.approx(3 * float(ds.dd_recovery), rel=1e-4)
     assert bool(ds.double_descent_test_loss)
     # phase 1 ends at the dip, phase 2 when the noisy labels are fitted (not at the peak)
     assert ds.t_fit_clean == pytest.approx(15, abs=1) and ds.t_fit_noisy == pytest.approx(100, abs=1)
@@ -109,15 +109,15 @@ def test_loss_threshold_is_relative(scale):
 
 def test_returns_to_first_minimum_needs_noisy_fit_and_full_recovery():
     # final 0.35 vs minimum 0.30: returns only with a tolerance that covers the gap
-    assert not bool(extract_double_descent(make_curves(), PARAMS).returns_to_first_minimum)
-    assert bool(extract_double_descent(make_curves(), {**PARAMS, "benign_tolerance": 0.06}).returns_to_first_minimum)
+    assert not bool(extract_double_descent(make_curves(), PARAMS).benign_overfitting)
+    assert bool(extract_double_descent(make_curves(), {**PARAMS, "benign_tolerance": 0.06}).benign_overfitting)
     full_recovery = make_curves(test_error=((0, 0.9), (20, 0.3), (80, 0.45), (150, 0.3)))
     ds = extract_double_descent(full_recovery, PARAMS)
-    assert bool(ds.returns_to_first_minimum) and bool(ds.double_descent_test_error)
+    assert bool(ds.benign_overfitting) and bool(ds.double_descent_test_error)
     never_fitted = extract_double_descent(make_curves(test_error=((0, 0.9), (20, 0.3), (80, 0.45), (150, 0.3)),
                                                       fit_noisy_epoch=None), PARAMS)
     assert np.isnan(never_fitted.t_fit_noisy) and np.isnan(never_fitted.test_error_fall_after_fit)
-    assert not bool(never_fitted.returns_to_first_minimum) and not bool(never_fitted.regeneralises_after_fit)
+    assert not bool(never_fitted.benign_overfitting) and not bool(never_fitted.regeneralises_after_fit)
     assert np.isnan(extract_double_descent(make_curves(fit_clean_epoch=None, fit_noisy_epoch=None), PARAMS).t_fit_clean)
 
 
@@ -125,10 +125,10 @@ def test_regeneralises_after_fit_is_the_fall_after_the_noise_is_fitted():
     # noise fitted at 100 (error ~0.42 there), final 0.35: it improves after the fit without reaching the minimum
     ds = extract_double_descent(make_curves(), PARAMS)
     assert ds.test_error_fall_after_fit == pytest.approx(0.45 - 20 / 70 * 0.1 - 0.35, abs=0.01)
-    assert bool(ds.regeneralises_after_fit) and not bool(ds.returns_to_first_minimum)
+    assert bool(ds.regeneralises_after_fit) and not bool(ds.benign_overfitting)
     # the fall is measured from the highest point after the fit, so a later peak counts
     late_fit = extract_double_descent(make_curves(fit_noisy_epoch=60), PARAMS)
-    assert float(late_fit.test_error_fall_after_fit) == pytest.approx(float(late_fit.test_error_recovery), abs=1e-9)
+    assert float(late_fit.test_error_fall_after_fit) == pytest.approx(float(late_fit.dd_recovery), abs=1e-9)
     # recovered before the noise was fitted: double descent, but no improvement after the fit
     early_fall = make_curves(test_error=((0, 0.9), (20, 0.3), (80, 0.45), (110, 0.35), (150, 0.35)),
                              fit_noisy_epoch=130)
@@ -155,13 +155,13 @@ def test_phases_exist_without_double_descent():
 def test_monotone_curve_is_not_double_descent():
     ds = extract_double_descent(make_curves(test_error=((0, 0.9), (30, 0.4), (150, 0.3))), PARAMS)
     assert not bool(ds.double_descent_test_error) and not bool(ds.double_descent_test_loss)
-    assert ds.test_error_depth == pytest.approx(0.0, abs=1e-9)
+    assert ds.dd_depth == pytest.approx(0.0, abs=1e-9)
     assert ds.test_error_min_epoch == 150 and ds.test_error_min == pytest.approx(0.3, abs=0.005)
     # small evaluation noise on a monotone curve stays below min_depth after smoothing
     noisy = extract_double_descent(make_curves(test_error=((0, 0.9), (30, 0.4), (150, 0.3)), noise=0.003), PARAMS)
     assert not bool(noisy.double_descent_test_error) and not bool(noisy.double_descent_test_loss)
     assert noisy.test_error_min == pytest.approx(0.3, abs=0.005) and noisy.test_error_min_epoch > 120
-    assert bool(noisy.returns_to_first_minimum)  # noisy fitted, final error at the (global) minimum
+    assert bool(noisy.benign_overfitting)  # noisy fitted, final error at the (global) minimum
     # it falls after the fit (0.34 -> 0.30), but it was falling all along: no phase 2, no re-generalisation
     assert noisy.test_error_fall_after_fit > PARAMS["min_depth"] and np.isnan(noisy.phase2_end)
     assert not bool(noisy.regeneralises_after_fit)
@@ -169,7 +169,7 @@ def test_monotone_curve_is_not_double_descent():
 
 def test_rise_without_recovery_is_not_double_descent():
     ds = extract_double_descent(make_curves(test_error=((0, 0.9), (20, 0.3), (150, 0.45))), PARAMS)
-    assert ds.test_error_depth > 0.1 and ds.test_error_recovery == pytest.approx(0.0, abs=1e-6)
+    assert ds.dd_depth > 0.1 and ds.dd_recovery == pytest.approx(0.0, abs=1e-6)
     assert not bool(ds.double_descent_test_error) and not bool(ds.double_descent_test_loss)
 
 
@@ -178,10 +178,10 @@ def test_all_nan_curves_give_nan_and_no_flags():
     curves = curves.assign(accuracy=curves.accuracy.where(curves.split != "test"),
                            loss=curves.loss.where(curves.split != "test"))
     ds = extract_double_descent(curves, PARAMS)
-    assert all(np.isnan(ds[name]) for name in ("test_error_depth", "test_loss_recovery", "phase1_end", "phase2_end",
+    assert all(np.isnan(ds[name]) for name in ("dd_depth", "test_loss_recovery", "phase1_end", "phase2_end",
                                                "test_error_fall_after_fit"))
     assert not any(bool(ds[name]) for name in ("double_descent_test_error", "double_descent_test_loss",
-                                               "regeneralises_after_fit", "returns_to_first_minimum"))
+                                               "regeneralises_after_fit", "benign_overfitting"))
 
 
 def test_noisy_sparse_evaluations():
@@ -200,7 +200,7 @@ def test_summary_columns_are_the_scalars():
     ds = extract_double_descent(make_curves(), PARAMS)
     columns = summary_columns(ds, {})
     assert set(columns) == set(SCALARS) and "test_error_smooth" not in columns
-    assert columns["double_descent_test_loss"] == 1.0 and columns["returns_to_first_minimum"] == 0.0
+    assert columns["double_descent_test_loss"] == 1.0 and columns["benign_overfitting"] == 0.0
 
 
 def test_writes_netcdf(tmp_path):

@@ -81,8 +81,8 @@ def double_descent(curve: str, flag) -> pd.DataFrame:
 
 def benign(regeneralises, returns=0.0, t_fit_noisy=200.0) -> pd.DataFrame:
     """Claim 6's columns: the noisy fit epoch, the two benign flags and the test error around them."""
-    return table(t_fit_noisy=t_fit_noisy, regeneralises_after_fit=regeneralises, returns_to_first_minimum=returns,
-                 test_error_fall_after_fit=0.02, test_error_depth=0.08, test_error_final=0.36, test_error_min=0.3)
+    return table(t_fit_noisy=t_fit_noisy, regeneralises_after_fit=regeneralises, benign_overfitting=returns,
+                 test_error_fall_after_fit=0.02, dd_depth=0.08, test_error_final=0.36, test_error_min=0.3)
 
 
 def late_change(flag, last, first=0.05) -> pd.DataFrame:
@@ -389,7 +389,7 @@ def full_table(seed=0) -> pd.DataFrame:
         else:
             runs[column] = rng.random(n)
     for flag in ("double_descent_test_loss", "double_descent_test_error", "regeneralises_after_fit",
-                 "returns_to_first_minimum"):
+                 "benign_overfitting"):
         runs[flag] = rng.integers(0, 2, n).astype(float)
     runs["large_layer"] = [float(rng.integers(1, (DEPTHS[m] + 1) // 2 + 1)) for m in runs.model]  # shallow half
     runs["large_ratio"] = rng.uniform(1, 40, n)

@@ -330,7 +330,7 @@ def test_epochwise_double_descent_in_the_widest(flags, verdict):
     ([np.nan] * 4, [np.nan] * 4, INCONCLUSIVE),
 ])
 def test_returns_to_the_first_minimum_where(returns, final, verdict):
-    runs = sweep_table(returns_to_first_minimum=returns, regeneralises_after_fit=[0, 0, 1, 1], test_error_final=final,
+    runs = sweep_table(benign_overfitting=returns, regeneralises_after_fit=[0, 0, 1, 1], test_error_final=final,
                        test_error_min=0.35)
     measured, _, got = sweep_row(runs, findings.claim_returns_where)[2:]
     assert got == verdict, measured

@@ -82,9 +82,9 @@ def test_every_output_exists_with_its_variables(study):
         assert set(curves.data_vars) == {"loss", "accuracy"}
         assert (root / "runs" / run / "model.pt").stat().st_size > 0
         expected = {
-            "double_descent": {"test_error_depth", "test_error_recovery", "test_loss_depth", "test_loss_recovery",
+            "double_descent": {"dd_depth", "dd_recovery", "test_loss_depth", "test_loss_recovery",
                                "double_descent_test_loss", "double_descent_test_error", "t_fit_clean", "t_fit_noisy",
-                               "regeneralises_after_fit", "returns_to_first_minimum", "phase1_end", "phase2_end",
+                               "regeneralises_after_fit", "benign_overfitting", "phase1_end", "phase2_end",
                                "test_error_smooth"},
             "separation": {"cos_clean_noisy", "separation_mean"},
             "large_activation": {"top_value", "top_unit", "median_unit_max", "ratio", "onset_epoch", "input_r2",
@@ -104,9 +104,9 @@ def test_every_output_exists_with_its_variables(study):
         diagonal = np.diagonal(cka.values, axis1=1, axis2=2)
         np.testing.assert_allclose(diagonal[diagonal > 0], 1, atol=1e-5)  # 0 only for a dead layer
     runs = pd.read_csv(root / "tables" / "runs.csv")
-    assert list(runs.run) == RUNS and {"test_error_depth", "separation_final_l1", "dilation_final"} <= set(runs.columns)
+    assert list(runs.run) == RUNS and {"dd_depth", "separation_final_l1", "dilation_final"} <= set(runs.columns)
     summary = pd.read_csv(root / "tables" / "summary.csv")
-    assert {"test_error_depth_mean", "test_error_depth_std", "n_seeds"} <= set(summary.columns)
+    assert {"dd_depth_mean", "dd_depth_std", "n_seeds"} <= set(summary.columns)
     findings = (root / "findings.md").read_text()
     claims = [line for line in findings.splitlines() if line.startswith("| ") and line[2].isdigit()]
     verdicts = ("**supported** |", "**not supported** |", "**inconclusive** |")

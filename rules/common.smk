@@ -24,7 +24,9 @@ DATASET_MEM_MB = sizing.dataset_mem_mb(config) if RUNS else 1000
 ANALYSES = list(ANALYSIS_REGISTRY)
 # model -> {depth, width} of the study's sweep ({} without one); the figures across it exist only with one
 SWEEP = sweep_models(config)
-FIGURES = {f: spec for f, spec in FIGURE_REGISTRY.items() if SWEEP or not spec.get("sweep")}
+FIGURES = {
+    f: spec for f, spec in FIGURE_REGISTRY.items() if SWEEP or not spec.get("sweep")
+}
 
 
 wildcard_constraints:

@@ -34,9 +34,9 @@ for figure, spec in FIGURES.items():
             mem_mb=2000,
             runtime=10,
         params:
+            **({"sweep": SWEEP} if spec.get("sweep") else {}),
             figure=figure,
             inputs=spec["inputs"],
             style=config["figures"],
-            **({"sweep": SWEEP} if spec.get("sweep") else {}),
         script:
             "../scripts/plot_figure.py"

@@ -12,6 +12,9 @@ import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ddscope.analyses.large_activation import locate_large_activation
+from ddscope.analyses.separation import class_mean_cosine
+
 from .runs import conditions, group_seeds, layer_palette, subtitle
 from .style import (CORRECTNESS_STYLE, REFERENCE_COLORS, epoch_axis, figure_legend, finite_mean, gridlines,
                     line_band, log_y, new_figure, no_data, panel_blocks, panel_grid, seed_mean, suptitle,
@@ -24,8 +27,6 @@ from .style import (CORRECTNESS_STYLE, REFERENCE_COLORS, epoch_axis, figure_lege
 def plot_separation(separation: Mapping[str, xr.Dataset], band: str = "std", max_cols: int = 3) -> Figure:
     """Per model: separation_mean per layer over epochs (lines; dashed: the noisy probes grouped by their original
     label) and as an epoch x layer heatmap."""
-    from ddscope.analyses.separation import class_mean_cosine
-
     groups, conds, colors, labels = conditions(separation, "separation")
     _, lcolors = layer_palette(groups)
     n_cols, n_blocks = panel_blocks(len(conds), max_cols)
@@ -153,8 +154,6 @@ def plot_large_activation(large_activation: Mapping[str, xr.Dataset],
     largest ratio over trained epochs) is starred in both panels, per seed; epoch 0 (initialisation, reported
     but never judged) is shaded and its ratios drawn as open circles.
     """
-    from ddscope.analyses.large_activation import locate_large_activation
-
     groups, conds, colors, labels = conditions(large_activation, "large_activation")
     dd_groups = group_seeds(double_descent) if double_descent else {}
     n_layers_max, lcolors = layer_palette(groups)

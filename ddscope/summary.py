@@ -8,12 +8,11 @@ different depth share columns.
 
 from __future__ import annotations
 
-from importlib import import_module
-
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .analyses.registry import analysis_module
 from .config import parse_run
 
 ID_COLUMNS = ["run", "model", "noise", "loss", "seed"]
@@ -37,7 +36,7 @@ def run_row(run: str, metrics: dict[str, xr.Dataset], curves: xr.Dataset | None 
         for split in curves.split.values:
             row[f"final_accuracy_{split}"] = float(final.accuracy.sel(split=split))
     for name, ds in metrics.items():
-        row.update(import_module(f"ddscope.analyses.{name}").summary_columns(ds, metrics))
+        row.update(analysis_module(name).summary_columns(ds, metrics))
     return row
 
 

@@ -13,16 +13,14 @@ import numpy as np
 import xarray as xr
 
 from ddscope.analyses.activations import corrupted_chunks_reported, open_activations, probe_inputs
-from ddscope.analyses.registry import ANALYSES
+from ddscope.analyses.registry import ANALYSES, analysis_module
 from ddscope.artifacts import ArtifactError, read_netcdf, write_netcdf
 from ddscope.config import parse_run
 
 
 
 def _function(name: str):
-    from importlib import import_module
-
-    return getattr(import_module(f"ddscope.analyses.{name}"), f"extract_{name}")
+    return getattr(analysis_module(name), f"extract_{name}")
 
 
 def compute(name: str, run: str, source: str | Path, params: dict, dataset_path: str | Path | None = None,

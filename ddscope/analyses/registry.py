@@ -16,6 +16,8 @@ and its function also gets `sweep` (model -> {depth, width}).
 
 from __future__ import annotations
 
+from importlib import import_module
+
 TRAINING = "Epoch-wise double descent"
 REPRESENTATIONS = "Representation dynamics and neural collapse"
 MODEL_WISE = "Model-wise double descent (sweep)"
@@ -42,3 +44,10 @@ FIGURES = {
     "model_wise_heatmaps": {"inputs": ["double_descent", "separation"], "category": MODEL_WISE, "sweep": True},
     "model_wise": {"inputs": ["double_descent", "separation"], "category": MODEL_WISE, "sweep": True},
 }
+
+
+def analysis_module(name: str):
+    """ddscope/analyses/<name>.py, imported when first asked for (it may import torch: never at load time)."""
+    if name not in ANALYSES:
+        raise ValueError(f"unknown analysis {name!r} (registered: {', '.join(ANALYSES)})")
+    return import_module(f"ddscope.analyses.{name}")

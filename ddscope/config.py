@@ -139,6 +139,17 @@ def dataset_sizes(dataset: dict) -> tuple[int, int]:
     return dataset["n_train"], dataset["n_test"]
 
 
+N_CLASSES = {"mnist1d": 10, "cifar10": CIFAR10_SIZES["classes"]}
+
+
+def split_sizes(config: dict, run: str) -> dict:
+    """{n_test, n_noisy, n_classes} of a run: the sample counts its test-curve and noisy-label noise come from."""
+    n_train, n_test = dataset_sizes(config["dataset"])
+    _, rate = parse_noise_tag(parse_run(run)["noise"])
+    return {"n_test": int(n_test), "n_noisy": n_flipped(rate, n_train),
+            "n_classes": N_CLASSES[config["dataset"]["name"]]}
+
+
 def record_epochs(record: dict, epochs: int) -> list[int]:
     """Recorded epochs: every epoch 0..first, then `log_count` log-spaced epochs up to and including the last."""
     spec = record["epochs"]

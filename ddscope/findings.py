@@ -40,6 +40,39 @@ def _mean(values) -> float:
 _frac = _mean  # the fraction of runs whose 0/1 flag is set
 
 
+def margin_verdict(values, threshold: float, z: float) -> tuple[str, str]:
+    """The margin rule: (verdict, numbers) of the statement "the per-seed effect `values` exceeds `threshold`".
+
+    supported when mean − z·SE > threshold, not supported when mean + z·SE < threshold, inconclusive when the
+    interval holds the threshold or fewer than two values are finite. SE is the standard error of the mean over
+    seeds, std (ddof 1) / √n: a claim is decided only by an effect that clears the spread over seeds.
+    """
+    a = np.asarray(values, dtype=float)
+    a = a[np.isfinite(a)]
+    if a.size < 2:
+        return INCONCLUSIVE, f"n={a.size}, too few seeds for a spread"
+    mean, se = float(a.mean()), float(a.std(ddof=1) / np.sqrt(a.size))
+    lo, hi = mean - z * se, mean + z * se
+    verdict = SUPPORTED if lo > threshold else NOT_SUPPORTED if hi < threshold else INCONCLUSIVE
+    return verdict, f"{mean:.3g} [{lo:.3g}, {hi:.3g}] vs {threshold:.3g}"
+
+
+def all_of(verdicts) -> str:
+    """Verdict of a conjunction: not supported if any part is, supported if every part is (and there is one)."""
+    verdicts = list(verdicts)
+    if NOT_SUPPORTED in verdicts:
+        return NOT_SUPPORTED
+    return SUPPORTED if verdicts and all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
+
+
+def negated(verdict: str) -> str:
+    return {SUPPORTED: NOT_SUPPORTED, NOT_SUPPORTED: SUPPORTED}.get(verdict, INCONCLUSIVE)
+
+
+def _margin_text(p) -> str:
+    return f"mean over seeds ± {p['margin_se']:g} SE (std/√n) beyond the threshold, else inconclusive"
+
+
 def _by_model(runs: pd.DataFrame, depths: dict[str, int]):
     """(model, rows) from the shallowest to the deepest model."""
     for model in sorted(runs.model.unique(), key=lambda m: depths.get(m, 0)):
@@ -74,85 +107,114 @@ def _pct(fraction: float) -> str:
     return f"{fraction:.0%}" if np.isfinite(fraction) else "n/a"
 
 
+def noise_rate(tag) -> float:
+    """30.0 for `sym30`, 0.0 for `sym0` (the percentage in a run's noise tag)."""
+    return float(str(tag).lstrip("abcdefghijklmnopqrstuvwxyz") or "nan")
+
+
+def noisy_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs trained with label noise (the claims are about them; 0 %-noise runs are their controls)."""
+    return runs[runs.noise.map(noise_rate) > 0]
+
+
+def control_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The 0 %-noise runs: the same models and seeds without the noise."""
+    return runs[runs.noise.map(noise_rate) == 0]
+
+
+def _recovery_verdicts(runs, depths, p, curve: str) -> dict:
+    """model -> (verdict of "phase 3 takes back ≥ min_recovery of the bump", numbers), from the per-seed
+    `<curve>_recovery_ratio` (0 where the rise or the fall does not clear the curve's noise)."""
+    return {m: margin_verdict(r[f"{curve}_recovery_ratio"], p["min_recovery"], p["margin_se"])
+            for m, r in _by_model(runs, depths)}
+
+
 def _only_deepest(runs, depths, p, curve: str) -> tuple[str, str, str]:
-    """(measured, criterion, verdict): the deepest model has `double_descent_<curve>` in ≥ majority of its seeds
-    and every shallower model in < majority; inconclusive without the deepest model or any shallower one."""
-    flag, label = f"double_descent_{curve}", curve.replace("_", " ")
-    fracs = {m: _frac(r[flag]) for m, r in _by_model(runs, depths)}
-    measured = "; ".join(
-        f"{m}: flag in {_pct(fracs[m])} of seeds, {label} min → peak → final {_mean(r[f'{curve}_min']):.3g} → "
-        f"{_mean(r[f'{curve}_peak']):.3g} → {_mean(r[f'{curve}_final']):.3g}" for m, r in _by_model(runs, depths))
-    known = {m: f for m, f in fracs.items() if np.isfinite(f)}
-    deepest = max(fracs, key=lambda m: depths.get(m, 0)) if fracs else None
-    others = [f for m, f in known.items() if m != deepest]
-    if deepest not in known or not others:
+    """(measured, criterion, verdict): the deepest model's recovery clears min_recovery and every shallower
+    model's falls short of it, each by the margin rule; the 0 %-noise runs reported as the control."""
+    noisy, control = noisy_runs(runs), control_runs(runs)
+    label = curve.replace("_", " ")
+    judged = _recovery_verdicts(noisy, depths, p, curve)
+    controls = _recovery_verdicts(control, depths, p, curve)
+
+    def describe(m, r, verdict_numbers):
+        verdict, numbers = verdict_numbers
+        return (f"{m}: {label} min → peak → final {_mean(r[f'{curve}_min']):.3g} → {_mean(r[f'{curve}_peak']):.3g} → "
+                f"{_mean(r[f'{curve}_final']):.3g}, recovery after the fit {numbers} ({verdict}; flag in "
+                f"{_pct(_frac(r[f'double_descent_{curve}']))} of seeds)")
+
+    measured = "; ".join(describe(m, r, judged[m]) for m, r in _by_model(noisy, depths))
+    if controls:
+        measured += "; 0 % noise: " + ", ".join(f"{m} recovery {numbers}" for m, (_, numbers) in controls.items())
+    deepest = max(judged, key=lambda m: depths.get(m, 0)) if judged else None
+    shallower = [v for m, (v, _) in judged.items() if m != deepest]
+    if deepest is None or not shallower:
         verdict = INCONCLUSIVE
-    elif known[deepest] >= p["majority"] and all(f < p["majority"] for f in others):
-        verdict = SUPPORTED
     else:
-        verdict = NOT_SUPPORTED
-    criterion = (f"{flag} in ≥ {p['majority']:.0%} of the deepest model's seeds and in < {p['majority']:.0%} of "
-                 f"every shallower model's")
+        verdict = all_of([judged[deepest][0], *map(negated, shallower)])
+    criterion = (f"{curve}_recovery_ratio (fall after the noisy labels are fitted ÷ rise; 0 unless both clear "
+                 f"noise_sigmas × √2 × the curve's noise) ≥ min_recovery = {p['min_recovery']:g} in the deepest model "
+                 f"and < it in every shallower one, runs with noise; {_margin_text(p)}")
     return measured, criterion, verdict
 
 
-@needs("model", "double_descent_test_loss", "test_loss_min", "test_loss_peak", "test_loss_final")
+@needs("model", "noise", "double_descent_test_loss", "test_loss_min", "test_loss_peak", "test_loss_final",
+       "test_loss_recovery_ratio")
 def claim_dd_deepest_only(runs, depths, p):
-    measured, criterion, verdict = _only_deepest(runs, depths, p, "test_loss")
-    return measured, criterion + " (rise ≥ min_depth_loss × first minimum, fall ≥ min_depth_loss × peak)", verdict
+    return _only_deepest(runs, depths, p, "test_loss")
 
 
-@needs("model", "double_descent_test_error", "test_error_min", "test_error_peak", "test_error_final")
+@needs("model", "noise", "double_descent_test_error", "test_error_min", "test_error_peak", "test_error_final",
+       "test_error_recovery_ratio")
 def claim_dd_deepest_only_test_error(runs, depths, p):
-    measured, criterion, verdict = _only_deepest(runs, depths, p, "test_error")
-    return measured, criterion + " (rise and fall ≥ min_depth)", verdict
+    return _only_deepest(runs, depths, p, "test_error")
 
 
-@needs("t_fit_clean", "t_fit_noisy", "final_accuracy_train_clean", "final_accuracy_train_noisy_assigned")
+def _per_model(runs, depths, p, values_of, threshold: float) -> dict:
+    """model -> (verdict, numbers) of the margin rule on `values_of(rows)` (one value per seed)."""
+    return {m: margin_verdict(values_of(r), threshold, p["margin_se"]) for m, r in _by_model(runs, depths)}
+
+
+def _listed(verdicts: dict) -> str:
+    return "; ".join(f"{m}: {numbers} ({verdict})" for m, (verdict, numbers) in verdicts.items())
+
+
+@needs("model", "noise", "t_fit_clean", "t_fit_noisy", "t_noisy_onset", "clean_learned_at_onset")
 def claim_clean_first(runs, depths, p):
-    tc, tn = runs.t_fit_clean.to_numpy(float), runs.t_fit_noisy.to_numpy(float)
-    both = np.isfinite(tc) & np.isfinite(tn)
-    gap = runs.final_accuracy_train_clean - runs.final_accuracy_train_noisy_assigned
-    measured = (f"t_fit_clean {_ms(tc, '.0f')}, t_fit_noisy {_ms(tn, '.0f')}; clean fitted first in "
-                f"{int((tc[both] < tn[both]).sum())} of {int(both.sum())} runs where both were fitted")
-    if both.sum() == 0:
-        fitted_clean_only = np.isfinite(tc) & ~np.isfinite(tn)
-        verdict = SUPPORTED if fitted_clean_only.size and fitted_clean_only.all() else INCONCLUSIVE
-        measured += f"; final clean − noisy accuracy {_ms(gap)}"
-    else:
-        verdict = SUPPORTED if (tc[both] < tn[both]).mean() >= p["majority"] else NOT_SUPPORTED
-    return measured, f"t_fit_clean < t_fit_noisy in ≥ {p['majority']:.0%} of runs", verdict
+    """The order of learning: when the noisy labels start being fitted (their accuracy rises above chance by its
+    binomial noise), most of the clean labels' accuracy gain has already been made."""
+    noisy = noisy_runs(runs)
+    verdicts = _per_model(noisy, depths, p, lambda r: r.clean_learned_at_onset, p["clean_first_fraction"])
+    measured = (f"share of the clean train accuracy's gain reached at the onset of noisy-label fitting: "
+                f"{_listed(verdicts)}; onset epoch {_ms(noisy.t_noisy_onset, '.0f')}, t_fit_clean "
+                f"{_ms(noisy.t_fit_clean, '.0f')}, t_fit_noisy {_ms(noisy.t_fit_noisy, '.0f')}")
+    criterion = (f"every model: clean_learned_at_onset > clean_first_fraction = {p['clean_first_fraction']:g} "
+                 f"(onset: smoothed noisy-label accuracy > 1/K + noise_sigmas binomial SE of the noisy set); "
+                 f"{_margin_text(p)}")
+    return measured, criterion, all_of(v for v, _ in verdicts.values())
 
 
-@needs("model", "separation_trend_start", "separation_trend_l1", "separation_trend_last",
-       "separation_trend_original_l1", "separation_trend_original_last", "separation_final_l1", "separation_final_last")
+@needs("model", "noise", "separation_trend_start", "separation_trend_l1", "separation_trend_last",
+       "separation_trend_original_l1", "separation_trend_original_last", "separation_final_l1", "separation_final_last",
+       "separation_final_original_l1", "separation_final_original_last")
 def claim_outer_separation(runs, depths, p):
-    first, last = runs.separation_trend_l1.to_numpy(float), runs.separation_trend_last.to_numpy(float)
-    rows = [f"{m}: change of cos(μ_clean, μ_noisy) from the end of phase 1 (epoch "
-            f"{_ms(r.separation_trend_start, '.0f')}) to the last epoch, layer 1 {_ms(r.separation_trend_l1)} vs "
-            f"last {_ms(r.separation_trend_last)} (noisy grouped by original label: "
-            f"{_ms(r.separation_trend_original_l1)} vs {_ms(r.separation_trend_original_last)}); "
-            f"final cos layer 1 {_ms(r.separation_final_l1)} vs last {_ms(r.separation_final_last)}"
-            for m, r in _by_model(runs, depths)]
-    ok = np.isfinite(first) & np.isfinite(last)
-    separates = (last < -p["separation_gap"]) & (last < first)
-    verdict = INCONCLUSIVE if not ok.any() else (
-        SUPPORTED if separates[ok].mean() >= p["majority"] else NOT_SUPPORTED)
-    return "; ".join(rows), (f"from the end of phase 1 to the last epoch, the last hidden layer's cosine (assigned "
-                             f"labels) falls by > {p['separation_gap']} and more than layer 1's, in ≥ "
-                             f"{p['majority']:.0%} of runs"), verdict
-
-
-def _every_model(flags: dict[str, np.ndarray], majority: float) -> str:
-    """Verdict of a statement the paper makes of every model, from per-run flags of each model's runs with data.
-
-    A model supports it when its flags hold in ≥ majority of those runs; one model that does not refutes it; a
-    model without any run with data, and nothing refuting, leaves it inconclusive (as does an empty study).
-    """
-    holds = {m: f.mean() >= majority for m, f in flags.items() if f.size}
-    if not all(holds.values()):
-        return NOT_SUPPORTED
-    return SUPPORTED if holds and len(holds) == len(flags) else INCONCLUSIVE
+    """Noisy probes grouped by their original label (the grouping under which memorisation does not force the
+    answer): the last hidden layer's cosine falls over learning, and by more than the first layer's."""
+    noisy = noisy_runs(runs)
+    falls = _per_model(noisy, depths, p, lambda r: -r.separation_trend_original_last, p["separation_gap"])
+    outer = _per_model(noisy, depths, p, lambda r: r.separation_trend_original_l1 - r.separation_trend_original_last,
+                       0.0)
+    rows = [f"{m}: from the end of phase 1 (epoch {_ms(r.separation_trend_start, '.0f')}) to the last epoch, the "
+            f"cosine (original labels) falls by {falls[m][1]} in the last layer ({falls[m][0]}), by more than in "
+            f"layer 1 by {outer[m][1]} ({outer[m][0]}); final cosine layer 1 → last, original labels "
+            f"{_mean(r.separation_final_original_l1):.3f} → {_mean(r.separation_final_original_last):.3f}, assigned "
+            f"labels {_mean(r.separation_final_l1):.3f} → {_mean(r.separation_final_last):.3f} (change "
+            f"{_mean(r.separation_trend_l1):+.3f} → {_mean(r.separation_trend_last):+.3f})"
+            for m, r in _by_model(noisy, depths)]
+    criterion = (f"every model: the last hidden layer's cos(μ_clean, μ_noisy by original label) falls by > "
+                 f"separation_gap = {p['separation_gap']:g} from the end of phase 1 to the last epoch, and by more "
+                 f"than layer 1's; {_margin_text(p)}")
+    return "; ".join(rows), criterion, all_of(v for d in (falls, outer) for v, _ in d.values())
 
 
 def _layers(values) -> list[int]:
@@ -165,152 +227,191 @@ def _per_layer(runs: pd.DataFrame, name: str, layers: range) -> str:
     return f"{span}: " + ", ".join(f"{_mean(runs[f'{name}_l{k}']):.1f}" for k in layers)
 
 
-@needs("model", "large_layer", "large_ratio", "large_epoch", "large_ratio_init", "large_second_to_top",
+def _large_activation_verdicts(runs, depths, p) -> dict:
+    """model -> verdict of "a large activation in the shallow half": the trained ratio clears ratio_threshold,
+    and exceeds the same layer's ratio at initialisation (the untrained control), by the margin rule."""
+    out = {}
+    for model, r in _by_model(runs, depths):
+        trained = margin_verdict(r.large_ratio, p["ratio_threshold"], p["margin_se"])[0]
+        grown = margin_verdict(r.large_ratio - r.large_ratio_init, 0.0, p["margin_se"])[0]
+        out[model] = all_of([trained, grown])
+    return out
+
+
+@needs("model", "noise", "large_layer", "large_ratio", "large_epoch", "large_ratio_init", "large_second_to_top",
        "large_deep_ratio", "ratio_max_l*")
 def claim_shallow_large_activation(runs, depths, p):
-    threshold, parts, flags = p["ratio_threshold"], [], {}
-    for model, r in _by_model(runs, depths):
+    threshold, parts = p["ratio_threshold"], []
+    noisy = noisy_runs(runs)
+    verdicts = _large_activation_verdicts(noisy, depths, p)
+    for model, r in _by_model(noisy, depths):
         depth = depths[model]
         n_shallow = shallow_half(depth)
-        shallow, deep = r.large_ratio.to_numpy(float), r.large_deep_ratio.to_numpy(float)
-        # the paper locates it in the shallow layers; a larger deep-half ratio is reported, not held against it
-        flags[model] = (shallow >= threshold)[np.isfinite(shallow)]
         halves = [_per_layer(r, "ratio_max", ks) for ks in (range(1, n_shallow + 1), range(n_shallow + 1, depth + 1))
                   if len(ks)]
         parts.append(f"{model}: trained max top/median ratio, {', '.join(halves)} (seed means); shallow maximum "
-                     f"{_ms(shallow, '.1f')} in layer {_layers(r.large_layer)} at epoch {_ms(r.large_epoch, '.0f')}, "
-                     f"{_ms(r.large_ratio_init, '.1f')} at initialisation, second unit / top "
-                     f"{_ms(r.large_second_to_top, '.2f')}, deep half's maximum {_ms(deep, '.1f')}; ≥ {threshold:g} in "
-                     f"{int(flags[model].sum())} "
-                     f"of {flags[model].size} seeds")
-    criterion = (f"every model, in ≥ {p['majority']:.0%} of its seeds: the largest trained-epoch ratio of the "
-                 f"shallow half (layers 1…⌈L/2⌉) ≥ {threshold:g} (the deep half's and epoch 0's reported, "
-                 f"not judged)")
-    return "; ".join(parts), criterion, _every_model(flags, p["majority"])
+                     f"{margin_verdict(r.large_ratio, threshold, p['margin_se'])[1]} in layer {_layers(r.large_layer)} "
+                     f"at epoch {_ms(r.large_epoch, '.0f')}, {_ms(r.large_ratio_init, '.1f')} at initialisation, "
+                     f"second unit / top {_ms(r.large_second_to_top, '.2f')}, deep half's maximum "
+                     f"{_ms(r.large_deep_ratio, '.1f')} ({verdicts[model]})")
+    criterion = (f"every model: the largest trained-epoch ratio of the shallow half (layers 1…⌈L/2⌉) > "
+                 f"ratio_threshold = {threshold:g} and > its value at initialisation; {_margin_text(p)}")
+    return "; ".join(parts), criterion, all_of(verdicts.values())
 
 
-@needs("model", "large_layer", "large_ratio", "large_analysed_epoch", "large_input_r2", "large_output_eta2",
-       "large_same_unit")
+@needs("model", "noise", "large_layer", "large_ratio", "large_ratio_init", "large_analysed_epoch", "large_input_r2",
+       "large_output_r2", "large_typical_input_r2", "large_typical_output_r2")
 def claim_input_not_output(runs, depths, p):
-    parts, flags = [], {}
-    for model, r in _by_model(runs, depths):
-        r2, eta = r.large_input_r2.to_numpy(float), r.large_output_eta2.to_numpy(float)
-        ok = np.isfinite(r2) & np.isfinite(eta)
-        flags[model] = (r2 > eta)[ok]
-        same = r.large_same_unit.to_numpy(float)
-        parts.append(f"{model}: top unit of shallow layer {_layers(r.large_layer)}, ratio {_ms(r.large_ratio, '.1f')}, "
-                     f"at analysed epoch {_ms(r.large_analysed_epoch, '.0f')}: input R² {_ms(r2)} vs output η² "
-                     f"{_ms(eta)}; input > output in {int(flags[model].sum())} of {flags[model].size} seeds; the unit "
-                     f"of the ratio's peak in {int(np.nansum(same))} of {int(np.isfinite(same).sum())}")
-    criterion = (f"every model, in ≥ {p['majority']:.0%} of its seeds: input_r2 > max output_eta2 (assigned, "
-                 f"original, predicted) of the shallow half's top unit, at the analysed epoch nearest its trained peak")
-    return "; ".join(parts), criterion, _every_model(flags, p["majority"])
+    """Judged only for a model whose large activation row 5 finds: the top unit's input R² exceeds its output R²
+    (both cross-validated ridge fits, like with like), and by more than for the layer's typical units."""
+    noisy = noisy_runs(runs)
+    exists = _large_activation_verdicts(noisy, depths, p)
+    parts, verdicts = [], []
+    for model, r in _by_model(noisy, depths):
+        top = r.large_input_r2 - r.large_output_r2
+        special = top - (r.large_typical_input_r2 - r.large_typical_output_r2)
+        follows, follows_text = margin_verdict(top, 0.0, p["margin_se"])
+        beyond, beyond_text = margin_verdict(special, 0.0, p["margin_se"])
+        verdict = all_of([follows, beyond]) if exists[model] == SUPPORTED else INCONCLUSIVE
+        verdicts.append(verdict)
+        parts.append(f"{model}: top unit of shallow layer {_layers(r.large_layer)} at epoch "
+                     f"{_ms(r.large_analysed_epoch, '.0f')}: input R² {_ms(r.large_input_r2)} vs output R² "
+                     f"{_ms(r.large_output_r2)}, difference {follows_text}; typical units {_ms(r.large_typical_input_r2)}"
+                     f" vs {_ms(r.large_typical_output_r2)}, top minus typical {beyond_text}; "
+                     + (f"{verdict}" if exists[model] == SUPPORTED else f"not judged: row 5 finds no large activation "
+                        f"({exists[model]})"))
+    criterion = (f"every model with a large activation (row 5): input R² − output R² of the shallow top unit > 0 "
+                 f"(cross-validated ridge on the input / on the one-hot label, max over assigned, original, "
+                 f"predicted) and larger than that of the layer's typical units (those nearest the median unit "
+                 f"max); {_margin_text(p)}")
+    return "; ".join(parts), criterion, all_of(verdicts)
 
 
-@needs("model", "t_fit_noisy", "regeneralises_after_fit", "benign_overfitting", "test_error_fall_after_fit",
-       "dd_depth", "test_error_final", "test_error_min")
+@needs("model", "noise", "t_fit_noisy", "phase2_end", "regeneralises_after_fit", "benign_overfitting",
+       "test_error_fall_after_fit", "test_error_recovery_ratio", "dd_depth", "test_error_final", "test_error_min")
 def claim_benign(runs, depths, p):
-    """The paper's wording (test error improves after the noise is fitted), judged on the seeds of the deepest
-    model that fitted the noise; the stricter return to the first minimum is reported beside it."""
+    """The paper's wording (the test error falls again after the noise is fitted), on the deepest model's noisy
+    runs: the share of the rise taken back after the fit; the stricter return to the first minimum beside it."""
     model = _deepest(depths)
-    deep = runs[runs.model == model]
-    fitted = deep[np.isfinite(deep.t_fit_noisy.to_numpy(float))]
-    f = _frac(fitted.regeneralises_after_fit)
-    measured = (f"{model}: noisy labels fitted in {len(fitted)} of {len(deep)} seeds, at epoch "
-                f"{_ms(fitted.t_fit_noisy, '.0f')}; test error falls after the fit by "
-                f"{_ms(fitted.test_error_fall_after_fit)} (it rose by {_ms(fitted.dd_depth)}): re-generalises "
-                f"in {_pct(f)}; returns to the first minimum in {_pct(_frac(fitted.benign_overfitting))} "
-                f"(final {_ms(fitted.test_error_final)} vs first minimum {_ms(fitted.test_error_min)})")
-    verdict = INCONCLUSIVE if not np.isfinite(f) else (SUPPORTED if f >= p["majority"] else NOT_SUPPORTED)
-    criterion = (f"regeneralises_after_fit (noise fitted after the first minimum, test error falls ≥ min_depth "
-                 f"afterwards) in ≥ {p['majority']:.0%} of the deepest model's seeds that fitted the noise")
+    deep = noisy_runs(runs)
+    deep = deep[deep.model == model]
+    # a run that never fitted the noise, or fitted it before the first minimum, takes nothing back after a fit
+    share = deep.test_error_recovery_ratio.where(np.isfinite(deep.phase2_end.to_numpy(float)), 0.0)
+    verdict, numbers = margin_verdict(share, p["min_recovery"], p["margin_se"])
+    measured = (f"{model}: noisy labels fitted in {int(np.isfinite(deep.t_fit_noisy.to_numpy(float)).sum())} of "
+                f"{len(deep)} seeds, at epoch {_ms(deep.t_fit_noisy, '.0f')}; test error rose by {_ms(deep.dd_depth)} "
+                f"and fell after the fit by {_ms(deep.test_error_fall_after_fit)}: share taken back {numbers}; "
+                f"flag in {_pct(_frac(deep.regeneralises_after_fit))}; back to the first minimum in "
+                f"{_pct(_frac(deep.benign_overfitting))} (final {_ms(deep.test_error_final)} vs first minimum "
+                f"{_ms(deep.test_error_min)})")
+    criterion = (f"the deepest model's test_error_recovery_ratio after the noisy labels are fitted (0 if never "
+                 f"fitted after phase 1, or if the fall is within noise) ≥ min_recovery = {p['min_recovery']:g}; "
+                 f"{_margin_text(p)}")
     return measured, criterion, verdict
 
 
-@needs("routing_margin_correct", "routing_margin_incorrect")
+@needs("model", "noise", "routing_margin_correct", "routing_margin_incorrect", "routing_margin_correct_init",
+       "routing_margin_incorrect_init")
 def claim_routing(runs, depths, p):
-    mc, mi = runs.routing_margin_correct.to_numpy(float), runs.routing_margin_incorrect.to_numpy(float)
-    ok = np.isfinite(mc) & np.isfinite(mi)
-    measured = (f"last hidden layer, final epoch: cos(clean) − cos(noisy) for correct {_ms(mc)}, "
-                f"for incorrect {_ms(mi)}")
-    if not ok.any():
-        verdict = INCONCLUSIVE
-    elif ((mc[ok] > 0) & (mi[ok] < 0)).mean() >= p["majority"]:
-        verdict = SUPPORTED
-    elif (mc[ok] > mi[ok]).mean() >= p["majority"]:
-        verdict = INCONCLUSIVE  # the right order but not the right signs
-    else:
-        verdict = NOT_SUPPORTED
-    return measured, "margin > 0 for correct and < 0 for incorrect test predictions", verdict
+    """Against the untrained network: correct predictions move towards the clean signal of their predicted class
+    (margin up from epoch 0), wrong ones towards the noisy signal (margin down)."""
+    noisy = noisy_runs(runs)
+    up = margin_verdict(noisy.routing_margin_correct - noisy.routing_margin_correct_init, 0.0, p["margin_se"])
+    down = margin_verdict(noisy.routing_margin_incorrect_init - noisy.routing_margin_incorrect, 0.0, p["margin_se"])
+    measured = (f"last hidden layer, cos(clean) − cos(noisy) of the predicted class: correct predictions "
+                f"{_ms(noisy.routing_margin_correct_init)} at epoch 0 → {_ms(noisy.routing_margin_correct)} final "
+                f"(rise {up[1]}); incorrect {_ms(noisy.routing_margin_incorrect_init)} → "
+                f"{_ms(noisy.routing_margin_incorrect)} (fall {down[1]})")
+    criterion = (f"over training (final − epoch 0), the margin of correct test predictions rises and that of "
+                 f"incorrect ones falls; {_margin_text(p)}")
+    return measured, criterion, all_of([up[0], down[0]])
 
 
-def _pooled_std(*groups: np.ndarray) -> float:
-    """Within-group standard deviation pooled over the groups (NaN without a degree of freedom)."""
-    dof = sum(g.size - 1 for g in groups if g.size)
-    ss = sum(((g - g.mean()) ** 2).sum() for g in groups if g.size)
-    return float(np.sqrt(ss / dof)) if dof > 0 else float("nan")
+def _paired(runs: pd.DataFrame, column: str, key: str, a, b) -> pd.Series:
+    """Per (model, seed, …): `column` where runs[key] == a minus where runs[key] == b (paired by the other ids)."""
+    ids = [c for c in ("model", "noise", "loss", "seed") if c != key and c in runs.columns]
+    left = runs[runs[key] == a].set_index(ids)[column]
+    right = runs[runs[key] == b].set_index(ids)[column]
+    return (left - right).dropna()
 
 
-@needs("model", "double_descent_test_loss", "cka_late_change_l1", "cka_late_change_last", "cka_late_epoch")
-def claim_late_change_deeper(runs, depths, p):
-    """Runs with double descent (test loss, the paper's curve) against runs without: the claim is about double
-    descent, so the last-minus-first-layer late change must be larger with it, by more than the seed-to-seed
-    spread (pooled within-group standard deviation); inconclusive while either group is empty."""
-    gap = (runs.cka_late_change_last - runs.cka_late_change_l1).to_numpy(float)
-    flag = runs.double_descent_test_loss.to_numpy(float)
-    ok = np.isfinite(gap) & np.isfinite(flag)
-    groups = {True: ok & (flag > 0.5), False: ok & (flag <= 0.5)}
-    with_dd, without = gap[groups[True]], gap[groups[False]]
-    diff, spread = _mean(with_dd) - _mean(without), _pooled_std(with_dd, without)
-
-    def models(mask) -> str:
-        counts = runs.model[mask].value_counts()
-        return ", ".join(f"{m}×{counts[m]}" for m in sorted(counts.index, key=lambda m: depths.get(m, 0))) or "none"
-
-    measured = (f"1 − CKA(epoch {_ms(runs.cka_late_epoch, '.0f')}, final), last minus first hidden layer: runs with "
-                f"double descent of the test loss ({models(groups[True])}) {_ms(with_dd)}, without "
-                f"({models(groups[False])}) {_ms(without)}; difference {diff:+.3f}, pooled spread {spread:.3f}")
-    if not (with_dd.size and without.size and np.isfinite(spread)):
-        verdict = INCONCLUSIVE
-    else:
-        verdict = SUPPORTED if diff > spread else NOT_SUPPORTED
-    return measured, ("late change of the last minus the first hidden layer larger in runs with double descent "
-                      "(double_descent_test_loss) than without, by more than the pooled within-group std"), verdict
+def _with_noise_tag(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs.assign(rate=runs.noise.map(noise_rate))
 
 
-@needs("loss", "collapse_trend_start", "memorization_trend", "dilation_trend", "memorization_final",
-       "dilation_final")
+@needs("model", "noise", "seed", "test_loss_recovery_ratio", "cka_late_change_l1", "cka_late_change_last",
+       "cka_late_epoch")
+def claim_late_change_with_dd(runs, depths, p):
+    """Like with like: a model that shows double descent with noise (row 1's rule) against the same model and
+    seeds without noise (the 0 %-noise control, which must not show it): the late change of the last minus the
+    first hidden layer, paired by seed, must be larger with the noise."""
+    runs = _with_noise_tag(runs.assign(gap=runs.cka_late_change_last - runs.cka_late_change_l1))
+    noisy, control = runs[runs.rate > 0], runs[runs.rate == 0]
+    with_dd = _recovery_verdicts(noisy, depths, p, "test_loss")
+    without = _recovery_verdicts(control, depths, p, "test_loss")
+    parts, verdicts = [], []
+    for model in with_dd:
+        if model not in without:
+            parts.append(f"{model}: no 0 %-noise runs")
+            continue
+        contrast = with_dd[model][0] == SUPPORTED and without[model][0] == NOT_SUPPORTED
+        diffs = _paired(runs[runs.model == model].assign(noisy=runs.rate > 0), "gap", "noisy", True, False)
+        verdict, numbers = margin_verdict(diffs, 0.0, p["margin_se"])
+        parts.append(f"{model}: last − first layer's 1 − CKA(epoch {_ms(runs.cka_late_epoch, '.0f')}, final) with "
+                     f"noise {_ms(noisy[noisy.model == model].gap)}, without {_ms(control[control.model == model].gap)}"
+                     f", paired difference {numbers}; double descent with noise {with_dd[model][0]}, without "
+                     f"{negated(without[model][0])}" + ("" if contrast else " (not a with/without contrast: not judged)"))
+        if contrast:
+            verdicts.append(verdict)
+    criterion = ("for every model with double descent of the test loss at its noise rate and none at 0 % noise "
+                 "(row 1's rule), the late change of the last minus the first hidden layer is larger with the noise "
+                 f"(paired by seed); inconclusive without such a model; {_margin_text(p)}")
+    return "; ".join(parts) or "no runs", criterion, all_of(verdicts)
+
+
+@needs("model", "noise", "loss", "seed", "dilation_normalized_final", "dilation_std_mean_final", "memorization_normalized_final",
+       "memorization_sum_final")
 def claim_dilation(runs, depths, p):
-    ce = runs[runs.loss == "ce"]
-    mem, dil = ce.memorization_trend.to_numpy(float), ce.dilation_trend.to_numpy(float)
-    memorised = np.isfinite(mem) & np.isfinite(dil) & (mem > 0)
-    measured = (f"cross-entropy runs, last hidden layer, change from the end of phase 1 (epoch "
-                f"{_ms(ce.collapse_trend_start, '.0f')}) to the last epoch: memorization {_ms(mem)} (final "
-                f"{_ms(ce.memorization_final)}), dilation {_ms(dil)} (final {_ms(ce.dilation_final)}); dilation grew "
-                f"in {int((dil[memorised] > 0).sum())} of the {int(memorised.sum())} runs whose memorization grew")
-    verdict = INCONCLUSIVE if not memorised.any() else (
-        SUPPORTED if (dil[memorised] > 0).mean() >= p["majority"] else NOT_SUPPORTED)
-    return measured, (f"dilation grows while memorization grows (end of phase 1 → last epoch), in ≥ "
-                      f"{p['majority']:.0%} of the runs whose memorization grows"), verdict
+    """As the M-D paper compares: more against less memorisation, here the highest noise rate against the lowest
+    (0 % when the study has its control), same model, loss and seed: the clean classes' dilation must be larger."""
+    runs = _with_noise_tag(runs[runs.loss == "ce"])
+    rates = sorted(runs.rate.unique())
+    criterion = (f"every model, cross-entropy: dilation_normalized at the last epoch larger at the highest noise "
+                 f"rate than at the lowest (paired by seed); {_margin_text(p)}")
+    if len(rates) < 2:
+        return (f"one noise rate only ({rates}): memorisation cannot be compared (noise.rates: e.g. [0.0, 0.3])",
+                criterion, INCONCLUSIVE)
+    hi, lo = rates[-1], rates[0]
+    verdicts = {m: margin_verdict(_paired(r, "dilation_normalized_final", "rate", hi, lo), 0.0, p["margin_se"])
+                for m, r in _by_model(runs, depths)}
+    parts = [f"{m}: dilation (normalised) at {hi:g} % vs {lo:g} % noise {_ms(r[r.rate == hi].dilation_normalized_final)} "
+             f"vs {_ms(r[r.rate == lo].dilation_normalized_final)}, paired difference {verdicts[m][1]} "
+             f"({verdicts[m][0]}); official per-class std of the clean distances {_ms(r[r.rate == hi].dilation_std_mean_final)}"
+             f" vs {_ms(r[r.rate == lo].dilation_std_mean_final)}; memorization (normalised) at {hi:g} % "
+             f"{_ms(r[r.rate == hi].memorization_normalized_final)}, official sum {_ms(r[r.rate == hi].memorization_sum_final, '.1f')}"
+             for m, r in _by_model(runs, depths)]
+    return "; ".join(parts), criterion, all_of(v for v, _ in verdicts.values())
 
 
-@needs("model", "loss", "dilation_final", "memorization_final", "final_accuracy_test")
+@needs("model", "noise", "loss", "seed", "dilation_normalized_final", "memorization_normalized_final",
+       "final_accuracy_test")
 def claim_label_smoothing(runs, depths, p):
-    criterion = f"final dilation(ls) < dilation(ce), mean over seeds, in ≥ {p['majority']:.0%} of the models"
+    criterion = (f"every model: final dilation_normalized(ls) < dilation_normalized(ce), paired by noise rate and "
+                 f"seed; {_margin_text(p)}")
+    runs = noisy_runs(runs)
     if not {"ce", "ls"} <= set(runs.loss):
         return "no label-smoothing runs in this study (see configs/label-smoothing.yaml)", criterion, INCONCLUSIVE
-    parts, smaller = [], []
+    parts, verdicts = [], []
     for model, rows in _by_model(runs, depths):
         ce, ls = rows[rows.loss == "ce"], rows[rows.loss == "ls"]
-        d_ce, d_ls = _mean(ce.dilation_final), _mean(ls.dilation_final)
+        verdict, numbers = margin_verdict(_paired(rows, "dilation_normalized_final", "loss", "ce", "ls"), 0.0,
+                                          p["margin_se"])
+        verdicts.append(verdict)
         acc = _mean(ls.final_accuracy_test) - _mean(ce.final_accuracy_test)
-        if np.isfinite(d_ce) and np.isfinite(d_ls):  # a model without both losses measured cannot decide
-            smaller.append(d_ls < d_ce)
-        parts.append(f"{model}: dilation ce {_ms(ce.dilation_final)} vs ls {_ms(ls.dilation_final)}, memorization "
-                     f"ce {_ms(ce.memorization_final)} vs ls {_ms(ls.memorization_final)}, test accuracy ls − ce "
-                     f"{acc:+.3f}")
-    verdict = INCONCLUSIVE if not smaller else (SUPPORTED if np.mean(smaller) >= p["majority"] else NOT_SUPPORTED)
-    return "; ".join(parts), criterion, verdict
+        parts.append(f"{model}: dilation ce {_ms(ce.dilation_normalized_final)} vs ls {_ms(ls.dilation_normalized_final)}"
+                     f", ce − ls {numbers} ({verdict}), memorization ce {_ms(ce.memorization_normalized_final)} vs ls "
+                     f"{_ms(ls.memorization_normalized_final)}, test accuracy ls − ce {acc:+.3f}")
+    return "; ".join(parts), criterion, all_of(verdicts)
 
 
 # (claim, the paper's statement it tests, quoted, with its source, the function that judges it)
@@ -341,8 +442,8 @@ CLAIMS = [
      "to clean or noisy signals is ddscope's reading of it, not a quoted claim", claim_routing),
     ("Deeper layers change more late in training when epoch-wise double descent occurs",
      "“representations at the deeper layers evolve much more in the training when an epoch-wise double descent "
-     "occurs” (Sharon & Dar 2024, arXiv 2405.17377, abstract)", claim_late_change_deeper),
-    ("Memorising the noisy labels dilates the clean classes in the last hidden layer",
+     "occurs” (Sharon & Dar 2024, arXiv 2405.17377v1, abstract)", claim_late_change_with_dd),
+    ("More memorisation (more label noise) dilates the clean classes in the last hidden layer",
      "“Empirical evidence suggests that the memorization of noisy data points leads to a degradation (dilation) of "
      "the neural collapse.” (Nguyen et al. 2023, Memorization-Dilation, abstract)", claim_dilation),
     ("Label smoothing dilates the clean classes less than cross-entropy",
@@ -368,9 +469,11 @@ def _width_curves(runs: pd.DataFrame, sweep: dict, column: str):
         yield f"depth {depth} · {noise} · {loss}", rows.width.to_numpy(int), rows[column].to_numpy(float)
 
 
-@needs("model", "noise", "loss", "test_error_final")
+@needs("model", "noise", "loss", "test_error_final", "test_error_noise")
 def claim_model_wise_dd(runs, sweep, p):
-    """The final test error over width rises and falls again by min_depth (the epoch-wise rule, on widths)."""
+    """The final test error over width rises and falls again, each change above the larger of min_depth and
+    noise_sigmas × √2 × the test error's noise (one evaluation's standard error, mean over the curve's runs)."""
+    noise = {label: e for label, _, e in _width_curves(runs, sweep, "test_error_noise")}
     parts, flags = [], []
     for label, widths, error in _width_curves(runs, sweep, "test_error_final"):
         ok = np.isfinite(error)
@@ -379,29 +482,39 @@ def claim_model_wise_dd(runs, sweep, p):
         if e.size < 3:
             parts.append(f"{label}: final test error at widths {curve or 'n/a'} (needs 3 widths)")
             continue
-        i, j = dip_and_peak(e, p["min_depth"])
+        threshold = max(p["min_depth"], p["noise_sigmas"] * np.sqrt(2.0) * _mean(noise[label]))
+        i, j = dip_and_peak(e, threshold)
         rise, fall = e[j] - e[i], e[j] - e[-1]
-        flags.append(rise >= p["min_depth"] and fall >= p["min_depth"])
+        flags.append(rise >= threshold and fall >= threshold)
         parts.append(f"{label}: final test error at widths {curve}; minimum {e[i]:.3f} (width {w[i]}), "
-                     f"peak {e[j]:.3f} (width {w[j]}), widest {e[-1]:.3f}")
+                     f"peak {e[j]:.3f} (width {w[j]}), widest {e[-1]:.3f}; threshold {threshold:.3f}")
     verdict = INCONCLUSIVE if not flags else (SUPPORTED if np.mean(flags) >= p["majority"] else NOT_SUPPORTED)
-    return ("; ".join(parts), f"final test error (mean over seeds) rises by ≥ {p['min_depth']} from its minimum over "
-            "narrower widths to a peak, and falls by ≥ the same to the widest width", verdict)
+    return ("; ".join(parts), f"final test error (mean over seeds) rises from its minimum over narrower widths to a "
+            f"peak and falls to the widest width, each by ≥ max(min_depth, noise_sigmas × √2 × test_error_noise), in "
+            f"≥ {p['majority']:.0%} of the depth × variant curves", verdict)
 
 
-@needs("model", "noise", "loss", "double_descent_test_error")
+@needs("model", "noise", "loss", "seed", "test_error_recovery_ratio")
 def claim_epochwise_in_widest(runs, sweep, p):
-    """Epoch-wise double descent of the test error in the widest model of each depth, not in the narrowest."""
-    parts, flags = [], []
-    for label, widths, frac in _width_curves(runs, sweep, "double_descent_test_error"):
-        with_dd = [int(w) for w, f in zip(widths, frac) if np.isfinite(f) and f >= p["majority"]]
-        parts.append(f"{label}: flag in ≥ {p['majority']:.0%} of seeds at widths {with_dd or 'none'} of "
-                     f"{[int(w) for w in widths]}")
-        if widths.size >= 2 and np.isfinite(frac[[0, -1]]).all():
-            flags.append(frac[-1] >= p["majority"] and frac[0] < p["majority"])
-    verdict = INCONCLUSIVE if not flags else (SUPPORTED if np.mean(flags) >= p["majority"] else NOT_SUPPORTED)
-    return ("; ".join(parts), f"double_descent_test_error in ≥ {p['majority']:.0%} of seeds at the widest width and "
-            "in fewer at the narrowest", verdict)
+    """Epoch-wise double descent of the test error (row 2's rule) in the widest model of each depth and variant,
+    not in the narrowest."""
+    grid = pd.DataFrame({"model": list(sweep), "depth": [g["depth"] for g in sweep.values()],
+                         "width": [g["width"] for g in sweep.values()]})
+    table = runs.merge(grid, on="model")
+    parts, verdicts = [], []
+    for (depth, noise, loss), rows in table.groupby(["depth", "noise", "loss"], sort=True):
+        widths = sorted(rows.width.unique())
+        if len(widths) < 2:
+            continue
+        ends = {w: margin_verdict(rows[rows.width == w].test_error_recovery_ratio, p["min_recovery"], p["margin_se"])
+                for w in (widths[0], widths[-1])}
+        verdicts.append(all_of([ends[widths[-1]][0], negated(ends[widths[0]][0])]))
+        parts.append(f"depth {depth} · {noise} · {loss}: recovery after the fit at width {widths[0]} "
+                     f"{ends[widths[0]][1]} ({ends[widths[0]][0]}), at width {widths[-1]} {ends[widths[-1]][1]} "
+                     f"({ends[widths[-1]][0]})")
+    return ("; ".join(parts) or "no depth with two widths", f"test_error_recovery_ratio ≥ min_recovery = "
+            f"{p['min_recovery']:g} at the widest width and < it at the narrowest, every depth × variant; "
+            f"{_margin_text(p)}", all_of(verdicts))
 
 
 @needs("model", "noise", "loss", "benign_overfitting", "regeneralises_after_fit", "test_error_final",

@@ -5,6 +5,7 @@ from ddscope.config import (
     parse_run,
     record_epochs,
     results_settings,
+    split_sizes,
     run_names,
     sweep_models,
 )
@@ -132,8 +133,12 @@ def extract_mem_mb(analysis):
 
 
 def analysis_params(analysis):
-    """The settings of an analysis that change its results (the params of its extract job)."""
-    return results_settings(analysis, config["analyses"][analysis])
+    """The settings of an analysis that change its results (the params of its extract job); double_descent also
+    gets the sizes its noise thresholds come from (test set, the run's noisy samples, classes)."""
+    settings = results_settings(analysis, config["analyses"][analysis])
+    if analysis != "double_descent":
+        return settings
+    return lambda wildcards: {**settings, **split_sizes(config, wildcards.run)}
 
 
 def check_training_device():

@@ -50,10 +50,14 @@ rule findings:
         runtime=5,
     params:
         study=config["study"],
-        # the model-wise rows take the epoch-wise rule's min_depth across widths
+        # the double-descent rows judge the per-run recovery against min_recovery; the model-wise rows take the
+        # epoch-wise rule's min_depth and noise_sigmas across widths
         criteria={
             **config["analyses"]["findings"],
-            "min_depth": config["analyses"]["double_descent"]["min_depth"],
+            **{
+                key: config["analyses"]["double_descent"][key]
+                for key in ("min_depth", "min_recovery", "noise_sigmas")
+            },
         },
         ratio_threshold=config["analyses"]["large_activation"]["ratio_threshold"],
         # hidden layers per model, ordered by (depth, width): of equally deep models the widest is "the deepest"

@@ -44,9 +44,9 @@ def test_perfect_collapse():
     np.testing.assert_allclose(out["nc2_equinorm"], 0.0, atol=1e-12)
     np.testing.assert_allclose(out["nc2_equiangle"], 0.0, atol=1e-12)
     np.testing.assert_allclose(out["nc2_maxangle"], 0.0, atol=1e-12)
-    np.testing.assert_allclose(out["dilation"], 0.0, atol=1e-12)  # the clean classes are points
+    np.testing.assert_allclose(out["dilation_normalized"], 0.0, atol=1e-12)  # the clean classes are points
     # two vertices of a simplex ETF are sqrt(2K/(K−1)) apart in units of its RMS radius
-    np.testing.assert_allclose(out["memorization"], np.sqrt(2 * K / (K - 1)), rtol=1e-12)
+    np.testing.assert_allclose(out["memorization_normalized"], np.sqrt(2 * K / (K - 1)), rtol=1e-12)
     assert np.isnan(out["noisy_clean_distance_ratio"]).all()  # 0/0: no spread at all
     # a network whose predictions ignore the features agrees with the nearest class centre only by chance
     random_logits = np.random.default_rng(0).standard_normal(logits.shape)
@@ -222,11 +222,11 @@ def test_extract_collapse_dataset_chunks_and_netcdf(tmp_path, monkeypatch):
     assert ds["nc4"].values[-1] == 1.0
     assert ds["nc3"].values[-1] < 1e-3
     assert ds["nc2_equiangle"].values[-1] < 0.02
-    for name in ("memorization", "dilation", "noisy_clean_distance_ratio"):
+    for name in ("memorization_normalized", "dilation_normalized", "noisy_clean_distance_ratio"):
         assert np.isfinite(ds[name]).all(), name
     # the clean classes collapse: spread 0.01 in P dims around means at RMS radius 3·sqrt((K−1)/K)
-    assert np.all(np.diff(ds["dilation"].values) < 0)
-    assert ds["dilation"].values[-1] == pytest.approx(0.01 * np.sqrt(P) / (3 * np.sqrt((K - 1) / K)), rel=0.2)
+    assert np.all(np.diff(ds["dilation_normalized"].values) < 0)
+    assert ds["dilation_normalized"].values[-1] == pytest.approx(0.01 * np.sqrt(P) / (3 * np.sqrt((K - 1) / K)), rel=0.2)
     # chunking over epochs does not change anything
     monkeypatch.setattr(collapse, "CHUNK_BYTES", 1)
     chunked = extract_collapse(acts, {"pinv_rcond": 1e-6})
@@ -243,10 +243,10 @@ def test_extract_collapse_dataset_chunks_and_netcdf(tmp_path, monkeypatch):
 
 def test_memorising_the_noise_raises_memorization_and_lowers_the_ratio():
     ds = extract_collapse(make_acts(drift=True))
-    mem, ratio = ds["memorization"].values, ds["noisy_clean_distance_ratio"].values
+    mem, ratio = ds["memorization_normalized"].values, ds["noisy_clean_distance_ratio"].values
     assert np.all(np.diff(mem[1:]) > 0) and mem[-1] == pytest.approx(np.sqrt(2 * K / (K - 1)), rel=0.05)
     assert ratio[-1] < ratio[2]  # the old `dilation` falls while the noise is memorised
-    assert ds["memorization"].attrs["description"].startswith("mean distance of noisy probes to the clean mean")
+    assert "not the paper's number" in ds["memorization_normalized"].attrs["description"]
 
 
 def phases(phase1_end=np.nan, t_fit_clean=np.nan) -> xr.Dataset:
@@ -259,10 +259,10 @@ def test_summary_columns_final_values_and_trends_from_the_end_of_phase_1():
     cols = summary_columns(ds, {"double_descent": phases(phase1_end=4.0, t_fit_clean=2.0)})
     assert {f"{name}_final" for name in VARIABLES} <= set(cols)
     assert cols["collapse_trend_start"] == 3.0  # the recorded epoch nearest phase1_end
-    for name in ("memorization", "dilation"):
+    for name in ("memorization_normalized", "dilation_normalized"):
         assert cols[f"{name}_final"] == float(ds[name].values[-1])
         assert cols[f"{name}_trend"] == pytest.approx(ds[name].values[-1] - ds[name].values[2])
-    assert cols["memorization_trend"] > 0 and cols["dilation_trend"] < 0
+    assert cols["memorization_normalized_trend"] > 0 and cols["dilation_normalized_trend"] < 0
     # phase1_end undefined: the clean-fit epoch; neither: the first trained epoch; no double_descent analysis alike
     assert summary_columns(ds, {"double_descent": phases(t_fit_clean=9.0)})["collapse_trend_start"] == 10.0
     assert summary_columns(ds, {"double_descent": phases()})["collapse_trend_start"] == 1.0
@@ -272,5 +272,31 @@ def test_summary_columns_final_values_and_trends_from_the_end_of_phase_1():
 def test_summary_columns_without_noisy_probes():
     ds = extract_collapse(make_acts(n=(60, 0, 40)))
     cols = summary_columns(ds, {"double_descent": phases(phase1_end=3.0)})
-    assert np.isnan(cols["memorization_final"]) and np.isnan(cols["memorization_trend"])
-    assert np.isfinite(cols["dilation_final"]) and np.isfinite(cols["dilation_trend"])
+    assert np.isnan(cols["memorization_normalized_final"]) and np.isnan(cols["memorization_normalized_trend"])
+    assert np.isfinite(cols["dilation_normalized_final"]) and np.isfinite(cols["dilation_normalized_trend"])
+
+
+def test_official_forms_match_direct_loops():
+    """memorization_sum and dilation_std as the official Memorization-Dilation code computes them (a sum of the
+    noisy distances per original class, averaged over classes; np.std, ddof 0, of the clean distances per class),
+    against plain loops over samples."""
+    from ddscope.analyses.collapse import dilation_std, memorization_sum
+
+    rng = np.random.default_rng(3)
+    n, units = 60, 5
+    y = labels(n)
+    clean = rng.random(n) < 0.7
+    y_orig = np.where(clean, y, (y + 2) % K)
+    h = rng.normal(size=(2, n, units))
+    mus = {c: h[:, clean & (y == c)].mean(axis=1) for c in range(K)}
+    sums = [sum(np.linalg.norm(h[:, i] - mus[y_orig[i]], axis=-1) for i in np.flatnonzero(~clean & (y_orig == c)))
+            for c in range(K) if (~clean & (y_orig == c)).any()]
+    np.testing.assert_allclose(memorization_sum(h, y_orig, clean, ~clean, K), np.mean(sums, axis=0), rtol=1e-12)
+    direct = np.stack([np.std([np.linalg.norm(h[:, i] - mus[c], axis=-1) for i in np.flatnonzero(clean & (y == c))],
+                              axis=0) for c in range(K)], axis=1)
+    np.testing.assert_allclose(dilation_std(h, y, clean, K), direct, rtol=1e-12)
+    # the sum grows with the number of noisy probes, the normalised mean does not
+    doubled = np.concatenate([h, h[:, ~clean]], axis=1)
+    y2, yo2, c2 = (np.concatenate([a, a[~clean]]) for a in (y, y_orig, clean))
+    assert memorization_sum(doubled, yo2, c2, ~c2, K)[0] == pytest.approx(2 * memorization_sum(h, y_orig, clean, ~clean, K)[0])
+    assert memorization(doubled, yo2, c2, ~c2, K)[0] == pytest.approx(memorization(h, y_orig, clean, ~clean, K)[0])

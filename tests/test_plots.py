@@ -210,7 +210,7 @@ def test_nan_metrics_are_drawn_without_error(name):
 
 def test_collapse_without_noisy_probes_says_memorization_is_undefined():
     inputs = _inputs(noisy=0, models=("mlp3",))
-    assert all(np.isnan(ds["memorization"].values).all() for ds in inputs["collapse"].values())
+    assert all(np.isnan(ds["memorization_normalized"].values).all() for ds in inputs["collapse"].values())
     fig = _figure("collapse", inputs)
     ax_mem = fig.axes[2]
     assert not [line for line in ax_mem.lines if len(line.get_xdata()) > 2]

@@ -92,7 +92,7 @@ def test_every_output_exists_with_its_variables(study):
             "routing": {"routing", "routing_margin"},
             "cka": {"cka"},
             "probes": {"probe_accuracy", "agreement"},
-            "collapse": {"nc1", "nc1_clean", "dilation", "nc2_equinorm", "nc2_equiangle", "nc3", "nc4"},
+            "collapse": {"nc1", "nc1_clean", "dilation_normalized", "dilation_std", "memorization_sum", "nc2_equinorm", "nc2_equiangle", "nc3", "nc4"},
         }
         for analysis, names in expected.items():
             ds = xr.open_dataset(root / "metrics" / run / f"{analysis}.nc")
@@ -104,7 +104,7 @@ def test_every_output_exists_with_its_variables(study):
         diagonal = np.diagonal(cka.values, axis1=1, axis2=2)
         np.testing.assert_allclose(diagonal[diagonal > 0], 1, atol=1e-5)  # 0 only for a dead layer
     runs = pd.read_csv(root / "tables" / "runs.csv")
-    assert list(runs.run) == RUNS and {"dd_depth", "separation_final_l1", "dilation_final"} <= set(runs.columns)
+    assert list(runs.run) == RUNS and {"dd_depth", "separation_final_l1", "dilation_normalized_final"} <= set(runs.columns)
     summary = pd.read_csv(root / "tables" / "summary.csv")
     assert {"dd_depth_mean", "dd_depth_std", "n_seeds"} <= set(summary.columns)
     findings = (root / "findings.md").read_text()

@@ -13,25 +13,29 @@ class-balanced set; probe sets are stratified by assigned class) and M the centr
   class means coincide (Σ_B = 0, e.g. a dead layer). The memorization–dilation code computes the same
   (validate_NC.py: eval_model, `collapse_metric`).
 - `nc1_clean`: the same on the clean train probes only.
-- `memorization` and `dilation` as in Nguyen, Levie, Lienen, Hüllermeier, Kutyniok, "Memorization-Dilation:
-  Modeling Neural Collapse Under Noise" (ICLR 2023) and its official code, github.com/julilien/
-  MemorizationDilation. Both measure distances to the clean class means μ̃_c (mean of the clean probes of
-  class c; for clean samples assigned = original label), the code's `uncorrupted_centroids`
-  (metrics.py: get_centroids_by_corruption), in units of s = sqrt(mean_c ||μ̃_c − mean_c' μ̃_c'||²), the RMS
-  distance of the clean class means from their centre, so both are invariant to the scale and a shift of
-  the features.
-  `memorization` = mean over noisy probes of ||h_i − μ̃_{y_orig(i)}|| / s, the distance of a noisy sample to
-  the clean mean of its *original* class (exp_utils/fourclass_exp_utils.py: determine_memorization; it sums
-  these distances per class, here they are averaged so the value does not grow with the number of probes).
-  A noisy sample still mapped like its original class sits in that class's cloud (memorization ≈ dilation);
-  memorising its assigned label moves it away, so memorization grows.
-  `dilation` = mean over clean probes of ||h_i − μ̃_{y_i}|| / s, the spread of the clean samples around their
-  class mean (metrics.py: get_uncorrupted_stddevs takes the standard deviation of the same distances per
-  class; their mean is used here, since in high dimension the distances concentrate and their standard
-  deviation stops following the spread).
+- Memorization and dilation after Nguyen, Levie, Lienen, Hüllermeier, Kutyniok, "Memorization-Dilation: Modeling
+  Neural Collapse Under Noise" (ICLR 2023). Both measure Euclidean distances to the clean class means μ̃_c (mean
+  of the clean probes of class c; for clean samples assigned = original label), the official code's
+  `uncorrupted_centroids` (github.com/julilien/MemorizationDilation, metrics.py: get_centroids_by_corruption).
+  Two forms of each:
+  - the official code's forms, to hold against the paper's figures: `memorization_sum` = the distances of the
+    noisy probes to the clean mean of their *original* class, summed per original class, then averaged over
+    classes (exp_utils/fourclass_exp_utils.py: determine_memorization); it grows with the number of noisy probes.
+    `dilation_std` [epoch, class] = the standard deviation (ddof 0, numpy's default as in the code) of the clean
+    probes' distances to their class's clean mean (metrics.py: get_uncorrupted_stddevs); `dilation_std_mean` its
+    mean over classes.
+  - ddscope's scale-normalised variants, which runs of different feature scales (noise levels, losses) can be
+    compared by, and which are not the paper's numbers: `memorization_normalized` = the *mean* distance of the
+    noisy probes to the clean mean of their original class, and `dilation_normalized` = the *mean* distance of
+    the clean probes to their class's clean mean, both in units of s = sqrt(mean_c ||μ̃_c − mean_c' μ̃_c'||²), the
+    RMS distance of the clean class means from their centre (invariant to a scale and a shift of the features).
+    The mean distance is used rather than the standard deviation because in high dimension the distances
+    concentrate and their standard deviation stops following the spread.
+  A noisy sample still mapped like its original class sits in that class's cloud (memorization_normalized ≈
+  dilation_normalized); memorising its assigned label moves it away, so memorization grows.
   NaN when fewer than two classes have clean probes or their means coincide (s ≤ 1e-10 × the features' RMS
-  norm, e.g. a dead layer); memorization is NaN without noisy probes (noisy probes whose original class has
-  no clean probe are left out).
+  norm, e.g. a dead layer; the normalised forms); memorization is NaN without noisy probes (noisy probes whose
+  original class has no clean probe are left out); a class without clean probes has NaN dilation_std.
 - `noisy_clean_distance_ratio` = mean distance of noisy samples to the clean mean of their *assigned* class,
   over the mean distance of clean samples to their class's clean mean. Not a quantity of the
   memorization–dilation paper: it *falls* as the noisy labels are memorised (the noisy samples join their
@@ -48,7 +52,8 @@ class-balanced set; probe sets are stratified by assigned class) and M the centr
 - `nc4` = fraction of train probes on which the network's prediction (argmax of the logits) equals the
   nearest-class-centre classification argmin_c ||h_i − μ_c|| (1 = full agreement).
 
-Columns of tables/runs.csv: `<name>_final` for every variable; `memorization_trend` and `dilation_trend`, the
+Columns of tables/runs.csv: `<name>_final` for every [epoch] variable; `memorization_normalized_trend` and
+`dilation_normalized_trend`, the
 value at the last recorded epoch minus that at `collapse_trend_start`, the recorded epoch nearest the end of
 phase 1 (stats.trend_start_epoch), when the noisy labels start being memorised.
 """
@@ -62,8 +67,9 @@ from ddscope.artifacts import netcdf_attrs
 from ddscope.analyses.stats import class_means, trend_start_epoch
 from ddscope.analyses.activations import subsets
 
-VARIABLES = ("nc1", "nc1_clean", "memorization", "dilation", "noisy_clean_distance_ratio", "nc2_equinorm",
-             "nc2_equiangle", "nc2_maxangle", "nc3", "nc4")
+VARIABLES = ("nc1", "nc1_clean", "memorization_normalized", "dilation_normalized", "memorization_sum",
+             "dilation_std_mean", "noisy_clean_distance_ratio", "nc2_equinorm", "nc2_equiangle", "nc2_maxangle", "nc3",
+             "nc4")
 DEFAULTS = {"pinv_rcond": 1e-6}
 CHUNK_BYTES = 256 * 2**20
 
@@ -132,6 +138,38 @@ def dilation(h: np.ndarray, y: np.ndarray, clean: np.ndarray, n_classes: int) ->
         return np.full(h.shape[0], np.nan)
     means, scale = clean_class_geometry(h, y, clean, n_classes)
     return np.linalg.norm(h[:, clean] - means[:, y[clean]], axis=-1).mean(1) / scale
+
+
+def memorization_sum(h: np.ndarray, y_original: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
+                     n_classes: int) -> np.ndarray:
+    """The official code's memorization for h [E, N, U] → [E]: distances of the noisy samples to the clean mean of
+    their original class, summed per original class, averaged over the classes that have noisy samples."""
+    h = np.asarray(h, dtype=np.float64)
+    y_original = np.asarray(y_original)
+    clean, noisy = np.asarray(clean, bool), np.asarray(noisy, bool)
+    means, _ = class_means(h, y_original, n_classes, mask=clean)
+    dist = np.linalg.norm(h[:, noisy] - means[:, y_original[noisy]], axis=-1)  # NaN: original class without clean
+    onehot = (y_original[noisy][:, None] == np.arange(n_classes)).astype(np.float64)  # [N_noisy, K]
+    present = onehot.sum(0) > 0
+    sums = np.nan_to_num(dist) @ onehot  # [E, K]
+    has_clean = np.isfinite(means[:, :, 0])  # [E, K]
+    keep = present[None, :] & has_clean
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(keep.any(1), (sums * keep).sum(1) / keep.sum(1), np.nan)
+
+
+def dilation_std(h: np.ndarray, y: np.ndarray, clean: np.ndarray, n_classes: int) -> np.ndarray:
+    """The official code's dilation for h [E, N, U] → [E, K]: per class, the standard deviation (ddof 0) of the
+    clean samples' distances to their class's clean mean; NaN for a class without clean samples."""
+    h = np.asarray(h, dtype=np.float64)
+    y = np.asarray(y)
+    clean = np.asarray(clean, bool)
+    out = np.full((h.shape[0], n_classes), np.nan)
+    means, counts = class_means(h, y, n_classes, mask=clean)
+    dist = np.linalg.norm(h[:, clean] - means[:, y[clean]], axis=-1)  # [E, N_clean]
+    for c in np.flatnonzero(counts > 0):
+        out[:, c] = dist[:, y[clean] == c].std(axis=1)
+    return out
 
 
 def noisy_clean_distance_ratio(h: np.ndarray, y: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
@@ -204,8 +242,12 @@ def collapse_metrics(h, logits, w_out, y, y_original, clean, noisy, n_classes: i
     present = counts > 0
     out = {"nc1": nc1(h, y, n_classes, rcond)}
     out["nc1_clean"] = nc1(h[:, clean], y[clean], n_classes, rcond) if clean.any() else np.full(len(h), np.nan)
-    out["memorization"] = memorization(h, y_original, clean, noisy, n_classes)
-    out["dilation"] = dilation(h, y, clean, n_classes)
+    out["memorization_normalized"] = memorization(h, y_original, clean, noisy, n_classes)
+    out["dilation_normalized"] = dilation(h, y, clean, n_classes)
+    out["memorization_sum"] = memorization_sum(h, y_original, clean, noisy, n_classes)
+    out["dilation_std"] = dilation_std(h, y, clean, n_classes)
+    with np.errstate(invalid="ignore"):
+        out["dilation_std_mean"] = np.nanmean(out["dilation_std"], axis=1) if clean.any() else np.full(len(h), np.nan)
     out["noisy_clean_distance_ratio"] = noisy_clean_distance_ratio(h, y, clean, noisy, n_classes)
     if present.sum() >= 2:
         eqn, eqa, maxa = nc2(means[:, present])
@@ -237,7 +279,7 @@ def extract_collapse(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset
     epochs = np.asarray(acts["epoch"].values)
     n_units = act.shape[-1]
     chunk = int(max(1, CHUNK_BYTES // (4 * train.size * n_units * 8)))
-    results = {name: [] for name in VARIABLES}
+    results = {name: [] for name in (*VARIABLES, "dilation_std")}
     for e0 in range(0, len(epochs), chunk):
         sel = {"epoch": slice(e0, e0 + chunk)}
         h = act.isel(sel).values[:, train]
@@ -245,15 +287,20 @@ def extract_collapse(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset
         w_out = acts["w_out"].isel(sel).values.astype(np.float64)
         chunk_out = collapse_metrics(h, logits, w_out, y, y_original, clean, noisy, n_classes,
                                      float(params["pinv_rcond"]))
-        for name in VARIABLES:
+        for name in results:
             results[name].append(chunk_out[name])
     descriptions = {
         "nc1": "tr(Sigma_W Sigma_B^+)/K, train probes (clean + noisy), assigned labels",
         "nc1_clean": "tr(Sigma_W Sigma_B^+)/K, clean train probes",
-        "memorization": "mean distance of noisy probes to the clean mean of their original class / RMS distance "
-                        "of the clean class means from their centre (Nguyen et al. 2023)",
-        "dilation": "mean distance of clean probes to their class's clean mean / RMS distance of the clean "
-                    "class means from their centre (Nguyen et al. 2023)",
+        "memorization_normalized": "ddscope's scale-normalised memorization (not the paper's number): mean distance of "
+                                   "noisy probes to the clean mean of their original class / RMS distance of the "
+                                   "clean class means from their centre",
+        "dilation_normalized": "ddscope's scale-normalised dilation (not the paper's number): mean distance of clean "
+                               "probes to their class's clean mean / RMS distance of the clean class means from "
+                               "their centre",
+        "memorization_sum": "memorization as in the official Memorization-Dilation code: distances of noisy probes "
+                            "to the clean mean of their original class, summed per class, mean over classes",
+        "dilation_std_mean": "mean over classes of dilation_std",
         "noisy_clean_distance_ratio": "mean distance of noisy probes to their assigned class's clean mean "
                                       "/ same for clean probes (leave-one-out); falls as noise is memorised",
         "nc2_equinorm": "std/mean of the norms of the centred class means",
@@ -264,8 +311,11 @@ def extract_collapse(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset
     }
     data = {name: ("epoch", np.concatenate(results[name]).astype(np.float64), {"description": descriptions[name]})
             for name in VARIABLES}
+    data["dilation_std"] = (("epoch", "class"), np.concatenate(results["dilation_std"]).astype(np.float64),
+                            {"description": "dilation as in the official Memorization-Dilation code: per class, std "
+                                            "(ddof 0) of the clean probes' distances to their class's clean mean"})
     return xr.Dataset(
-        data, coords={"epoch": epochs},
+        data, coords={"epoch": epochs, "class": np.arange(n_classes)},
         attrs={"analysis": "collapse", "layer": n_layers, "labels": "assigned",
                "samples": "train probes (clean + noisy)",
                "n_train": int(train.size), "n_noisy": int(noisy.sum()), **netcdf_attrs(params)},
@@ -276,7 +326,7 @@ def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:
     """This analysis's columns of tables/runs.csv (ddscope.summary; see the module docstring)."""
     out = {f"{k}_final": float(ds[k].isel(epoch=-1)) for k in ds.data_vars if ds[k].dims == ("epoch",)}
     start = trend_start_epoch(ds.epoch.values, metrics.get("double_descent"))
-    for name in ("memorization", "dilation"):
+    for name in ("memorization_normalized", "dilation_normalized"):
         out[f"{name}_trend"] = float(ds[name].isel(epoch=-1) - ds[name].sel(epoch=start))
     out["collapse_trend_start"] = start
     return out

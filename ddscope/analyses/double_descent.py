@@ -1,51 +1,53 @@
 """Epoch-wise double descent of one run, from its learning curves (curves.nc).
 
-The paper judges double descent on the test loss; ddscope measures the test loss and the test error alike
-and keeps one flag per curve, each named for its curve. Definitions (all on the *smoothed* test curves,
-evaluated epochs only):
+Kubo et al. 2026 (arXiv 2601.08316) and its authors' JSAI 2025 paper define epoch-wise double descent on the
+*test loss*: it falls while the clean labels are learned (phase 1), rises while the noisy labels are learned
+(phase 2), and falls again once they are fitted perfectly (phase 3). ddscope measures that curve and, in the same
+form, the test error; each flag is named for its curve. Definitions (smoothed curves, evaluated epochs only):
 
-- smoothing: centred moving average over `smooth_window` evaluations (index i averages the
-  evaluations i - (w-1)//2 .. i + w//2 that exist and are not NaN); at the edges the window is
-  truncated, never padded, so the curve does not shrink toward 0.
-- first minimum and later peak: the pair of evaluations i <= j that maximises s[j] - s[i], i.e. the
-  bottom and top of the largest rise of the curve (its maximum draw-up; robust to early transients,
-  which are smaller than the double-descent bump). The minimum is the lowest point before that rise,
-  the peak is the highest point after the minimum. Ties: the latest such peak, then the earliest
-  minimum before it. If the largest rise is below the curve's rise threshold (min_depth for the error,
-  min_depth_loss x the curve's lowest value for the loss: no real rise, e.g. monotone or noisy decreasing
-  curves), the minimum is the global minimum and the peak the highest point after it, so the reported
-  minimum is never the bottom of a noise wiggle; a monotone decreasing curve has min = peak = its last
-  evaluation and depth 0.
-- final level: the last value of the smoothed curve (= the mean of the last (w-1)//2 + 1 evaluations).
-- dd_depth = peak - min, dd_recovery = peak - final (test error, in error units);
-  test_loss_depth, test_loss_recovery the same for the test loss (in loss units).
-- double_descent_test_error: dd_depth >= min_depth AND dd_recovery >= min_depth: the
-  test error really rises and then really falls again (min_depth is absolute: the error lies in [0, 1]).
-- double_descent_test_loss: test_loss_depth >= min_depth_loss x test_loss_min AND test_loss_recovery >=
-  min_depth_loss x test_loss_peak: the loss rises by at least that fraction of the level it rises from
-  and falls by at least that fraction of the level it falls from. Relative, because the loss has no fixed
-  scale (nats; it grows without bound as wrong predictions become confident, 1 -> 12 in the default
-  study, and its floor depends on the loss function, e.g. label smoothing).
-- t_fit_clean / t_fit_noisy: first evaluated epoch with *raw* train_clean / train_noisy_assigned
-  accuracy >= fit_accuracy; NaN if never (or if the split is all NaN, e.g. no noisy samples).
-- test_error_fall_after_fit: the highest smoothed test error from t_fit_noisy on minus the final level
-  (NaN if the noise was never fitted): how much the test error improves once the noisy labels are fitted.
-- regeneralises_after_fit (the paper's benign overfitting): the noisy labels are fitted after the first
-  test-error minimum (phase2_end defined: the error had stopped falling while the noise was memorised) AND
-  test_error_fall_after_fit >= min_depth: test performance improves again after the noise is perfectly
-  fitted. A test error that falls all along (fitted before its minimum) does not *re*-generalise.
-- benign_overfitting (a stricter claim than the paper's): t_fit_noisy is defined AND final test
-  error <= test_error_min + benign_tolerance. A run without noisy samples sets neither flag.
-- phases, from training events, for every run (with or without double descent): phase 1 (clean samples
-  learned, test error falls) = [first epoch, phase1_end], phase1_end = epoch of the first minimum of the
-  smoothed test error (test_error_min_epoch; NaN only if the test curve is all NaN); phase 2 (noisy labels
-  being memorised, test error rises) = (phase1_end, phase2_end], phase2_end = t_fit_noisy; phase 3 (noise
-  fitted; with double descent the test error falls again) = after phase2_end, i.e. it starts when the
-  noisy labels are fitted. phase2_end is NaN when the noise is never fitted, or fitted no later than
-  phase1_end (then there is no phase 2).
+- smoothing: centred moving average over `smooth_window` evaluations (index i averages the evaluations
+  i - (w-1)//2 .. i + w//2 that exist and are not NaN); truncated at the edges, never padded.
+- noise of a curve (`<curve>_noise`, the standard error of one evaluation): for the test error the larger of
+  the binomial standard error of the test set, sqrt(p(1-p)/n_test) at the highest of its first-minimum, peak and
+  final levels (params n_test; without it only the second term), and the curve's own jitter; for the test loss
+  the jitter alone (a mean loss has no binomial form). Jitter = 1.4826 x the median absolute deviation of the
+  raw curve's first differences / sqrt(2): robust to the trend and to a few spikes.
+- a change of the smoothed curve counts only when it exceeds `noise_sigmas` x sqrt(2) x its noise (the
+  difference of two evaluations; no credit is taken for the smoothing, since consecutive evaluations of one
+  network on one test set are correlated) and, for the rise, the effect-size floor (min_depth for the error in
+  error units, min_depth_loss x the loss's lowest value for the loss).
+- first minimum and peak: the pair of evaluations i <= j that maximises s[j] - s[i] (the largest rise, robust to
+  early transients). A largest rise below the rise threshold is no rise: the minimum is then the global
+  minimum and the peak the highest point after it (a monotone decreasing curve: both at its last evaluation).
+- final level: the last value of the smoothed curve.
+- `<curve>_depth` (the rise, peak - min; `dd_depth` for the error), `<curve>_recovery` (peak - final;
+  `dd_recovery` for the error): DESIGN.md's quantities, kept.
+- `<curve>_fall_after_fit`: the smoothed level at the later of the peak and t_fit_noisy minus the final level,
+  the fall in phase 3, after the noisy labels are fitted (NaN if they never are). A value of the smoothed curve
+  at one epoch, not the maximum of a noisy series (which is biased upward by the noise).
+- `<curve>_recovery_ratio` = fall_after_fit / depth: how much of the bump phase 3 takes back (1: all of it).
+- `double_descent_<curve>`: the rise clears its threshold, the fall after the fit clears the noise threshold,
+  and recovery_ratio >= min_recovery (default 1/2). So a net that memorises noise (its loss rising by 5-11 nats)
+  and takes back a fifth of it is not called a double descent, and neither is jitter on a plateau.
+- t_fit_clean / t_fit_noisy: first evaluated epoch with *raw* train_clean / train_noisy_assigned accuracy
+  >= fit_accuracy; NaN if never (or no noisy samples).
+- t_noisy_onset: the onset of noisy-label fitting, the first evaluated epoch at which the smoothed accuracy on
+  the noisy samples' assigned labels exceeds chance 1/K by noise_sigmas binomial standard errors of the noisy set
+  (params n_classes, n_noisy; without n_noisy, by the jitter of that curve). clean_learned_at_onset: the
+  fraction of the clean training accuracy's gain (first evaluation -> last) reached at t_noisy_onset (1: the
+  clean labels were learned before the noisy ones began to be fitted).
+- phases (Kubo et al.): phase 1 (clean learned, test loss falls) = [first epoch, phase1_end], phase1_end = the
+  epoch of the first minimum of the smoothed test loss (test_loss_min_epoch); phase 2 (noisy labels learned,
+  test loss rises) = (phase1_end, phase2_end], phase2_end = t_fit_noisy; phase 3 (noise fitted) = after
+  phase2_end. phase2_end is NaN when the noise is never fitted or fitted no later than phase1_end.
+- regeneralises_after_fit (the paper's "strong re-generalization ... even after perfectly fitting noisy
+  training data"): the noise is fitted after phase1_end, the test error's fall after the fit clears its noise
+  threshold, and test_error_recovery_ratio >= min_recovery.
+- benign_overfitting (stricter: back to the first minimum): t_fit_noisy defined AND final test error <=
+  test_error_min + max(benign_tolerance, noise_sigmas x sqrt(2) x test_error_noise).
+  A run without noisy samples sets neither flag.
 
-Epoch scalars are float64 (NaN when undefined); flags are bool in memory; `write_metric` stores them
-as int8 0/1 and `open_metric` returns int8.
+Epoch scalars are float64 (NaN when undefined); flags are bool in memory; `write_metric` stores them as int8 0/1.
 """
 
 from __future__ import annotations
@@ -54,8 +56,12 @@ import numpy as np
 import xarray as xr
 from ddscope.summary import scalar_columns
 
-DEFAULT_PARAMS = {"smooth_window": 5, "min_depth": 0.01, "min_depth_loss": 0.05, "fit_accuracy": 0.99,
-                  "benign_tolerance": 0.01}
+DEFAULT_PARAMS = {"smooth_window": 5, "min_depth": 0.01, "min_depth_loss": 0.05, "min_recovery": 0.5,
+                  "noise_sigmas": 3.0, "fit_accuracy": 0.99, "benign_tolerance": 0.01}
+# not config keys: the rule passes them from the dataset and the run's noise rate
+SIZE_PARAMS = ("n_test", "n_noisy", "n_classes")
+CURVE_FIELDS = ("min_epoch", "min", "peak_epoch", "peak", "final", "depth", "recovery", "noise",
+                "fall_after_fit", "recovery_ratio")
 
 
 def moving_average(y: np.ndarray, window: int) -> np.ndarray:
@@ -104,109 +110,176 @@ def first_epoch_at_least(epochs: np.ndarray, values: np.ndarray, level: float) -
     return float(epochs[hit[0]]) if hit.size else np.nan
 
 
-def _curve_summary(epochs: np.ndarray, smooth: np.ndarray, prefix: str, min_rise: float) -> dict:
-    """First minimum, later peak and final level of one smoothed curve, and the rise and fall between them."""
-    i, j = dip_and_peak(smooth, min_rise)
+def jitter(y: np.ndarray) -> float:
+    """Standard deviation of one evaluation's noise, from the raw curve's first differences: 1.4826 x their
+    median absolute deviation / sqrt(2) (robust to the trend and to a few spikes); NaN with < 3 finite values."""
+    y = np.asarray(y, dtype=np.float64)
+    d = np.diff(y[np.isfinite(y)])
+    if d.size < 2:
+        return np.nan
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
+def binomial_se(p, n) -> float:
+    """Standard error of an accuracy (or error rate) p measured on n samples; NaN without n."""
+    if not n:
+        return np.nan
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    return float(np.sqrt(p * (1.0 - p) / float(n)))
+
+
+def change_threshold(noise: float, sigmas: float) -> float:
+    """The smallest change between two evaluations that noise of `noise` per evaluation does not explain."""
+    return float(sigmas * np.sqrt(2.0) * noise) if np.isfinite(noise) else 0.0
+
+
+def curve_summary(epochs: np.ndarray, smooth: np.ndarray, noise_of, floor: float, t_fit: float,
+                  sigmas: float) -> dict:
+    """First minimum, peak, final level, rise, fall after the fit and recovery ratio of one smoothed curve.
+
+    `noise_of(levels)` gives the curve's noise from its (min, peak, final) levels; `floor` is the rise's
+    effect-size floor. Also returns `rise_threshold` and `fall_threshold` (not stored: the flags use them).
+    """
     finite = np.flatnonzero(np.isfinite(smooth))
-    if i < 0:
-        return {f"{prefix}_{name}": np.nan
-                for name in ("min_epoch", "min", "peak_epoch", "peak", "final", "depth", "recovery")}
-    out = {
-        f"{prefix}_min_epoch": float(epochs[i]),
-        f"{prefix}_min": float(smooth[i]),
-        f"{prefix}_peak_epoch": float(epochs[j]),
-        f"{prefix}_peak": float(smooth[j]),
-        f"{prefix}_final": float(smooth[finite[-1]]),
-    }
-    out[f"{prefix}_depth"] = out[f"{prefix}_peak"] - out[f"{prefix}_min"]
-    out[f"{prefix}_recovery"] = out[f"{prefix}_peak"] - out[f"{prefix}_final"]
+    if not finite.size:
+        return {**{name: np.nan for name in CURVE_FIELDS}, "rise_threshold": np.inf, "fall_threshold": np.inf}
+    # the noise depends on the levels, the levels on the rise threshold: one pass with the global levels first
+    rough = noise_of((np.nanmin(smooth), np.nanmax(smooth), smooth[finite[-1]]))
+    i, j = dip_and_peak(smooth, max(floor, change_threshold(rough, sigmas)))
+    out = {"min_epoch": float(epochs[i]), "min": float(smooth[i]), "peak_epoch": float(epochs[j]),
+           "peak": float(smooth[j]), "final": float(smooth[finite[-1]])}
+    out["noise"] = noise_of((out["min"], out["peak"], out["final"]))
+    out["depth"] = out["peak"] - out["min"]
+    out["recovery"] = out["peak"] - out["final"]
+    start = max(out["peak_epoch"], t_fit) if np.isfinite(t_fit) else np.nan
+    after = np.flatnonzero((epochs >= start) & np.isfinite(smooth))  # NaN start: nothing selected
+    out["fall_after_fit"] = float(smooth[after[0]] - out["final"]) if after.size else np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["recovery_ratio"] = out["fall_after_fit"] / out["depth"] if out["depth"] > 0 else np.nan
+    out["rise_threshold"] = max(floor, change_threshold(out["noise"], sigmas))
+    out["fall_threshold"] = change_threshold(out["noise"], sigmas)
     return out
 
 
-def fall_after(epochs: np.ndarray, smooth: np.ndarray, epoch: float) -> float:
-    """Highest value of `smooth` from `epoch` on minus its final value; NaN if `epoch` is NaN or past the end."""
-    after = np.asarray(smooth, dtype=np.float64)[np.asarray(epochs) >= epoch]  # NaN epoch: nothing selected
-    after = after[np.isfinite(after)]
-    return float(after.max() - after[-1]) if after.size else np.nan
+def is_recovery(c: dict, min_recovery: float) -> bool:
+    """A fall after the fit above the noise that takes back at least min_recovery of the rise (NaN: False)."""
+    return bool(c["fall_after_fit"] >= c["fall_threshold"] and c["recovery_ratio"] >= min_recovery)
+
+
+def noisy_onset(epochs, noisy_acc, smooth_window: int, n_classes: int, n_noisy, sigmas: float) -> float:
+    """t_noisy_onset: first evaluation at which the smoothed assigned-label accuracy of the noisy samples exceeds
+    chance (1/K) by `sigmas` binomial standard errors of the noisy set (its jitter without n_noisy)."""
+    chance = 1.0 / n_classes
+    se = binomial_se(chance, n_noisy)
+    if not np.isfinite(se):
+        se = jitter(noisy_acc)
+    return first_epoch_at_least(epochs, moving_average(noisy_acc, smooth_window), chance + sigmas * se)
+
+
+def gain_reached(values: np.ndarray, epochs: np.ndarray, epoch: float) -> float:
+    """Fraction of the gain of `values` (first finite evaluation -> last) reached at `epoch`; NaN if undefined."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.flatnonzero(np.isfinite(v))
+    at = np.flatnonzero((epochs >= epoch) & np.isfinite(v))
+    if ok.size < 2 or not at.size or not v[ok[-1]] > v[ok[0]]:
+        return np.nan
+    return float((v[at[0]] - v[ok[0]]) / (v[ok[-1]] - v[ok[0]]))
+
+
+DESCRIPTIONS = {
+    "test_error_smooth": "1 - test accuracy, centred moving average",
+    "test_loss_smooth": "test loss, centred moving average",
+    "dd_depth": "test error: peak - first minimum (smoothed)",
+    "dd_recovery": "test error: peak - final level (smoothed)",
+    "test_loss_depth": "test loss: peak - first minimum (smoothed)",
+    "test_loss_recovery": "test loss: peak - final level (smoothed)",
+    "test_error_noise": "standard error of one test-error evaluation: max(binomial SE of the test set, jitter)",
+    "test_loss_noise": "standard error of one test-loss evaluation: the curve's jitter (MAD of first differences)",
+    "test_error_fall_after_fit": "smoothed test error at max(peak, t_fit_noisy) - final level (phase 3's fall)",
+    "test_loss_fall_after_fit": "smoothed test loss at max(peak, t_fit_noisy) - final level (phase 3's fall)",
+    "test_error_recovery_ratio": "test_error_fall_after_fit / dd_depth: the share of the bump taken back",
+    "test_loss_recovery_ratio": "test_loss_fall_after_fit / test_loss_depth: the share of the bump taken back",
+    "double_descent_test_loss": "test loss rises above its noise, and falls after the noisy labels are fitted "
+                                "by >= min_recovery of the rise and above its noise",
+    "double_descent_test_error": "the same for the test error",
+    "regeneralises_after_fit": "noisy labels fitted after phase 1, then the test error falls by >= min_recovery "
+                               "of its rise, above its noise",
+    "benign_overfitting": "noisy labels fitted and final test error <= first minimum + max(benign_tolerance, "
+                          "noise threshold)",
+    "t_fit_clean": "first epoch with train_clean accuracy >= fit_accuracy",
+    "t_fit_noisy": "first epoch with train_noisy_assigned accuracy >= fit_accuracy",
+    "t_noisy_onset": "onset of noisy-label fitting: smoothed train_noisy_assigned accuracy above chance + "
+                     "noise_sigmas binomial SE",
+    "clean_learned_at_onset": "fraction of the clean train accuracy's gain reached at t_noisy_onset",
+    "phase1_end": "end of phase 1 (clean learned): epoch of the first test-loss minimum",
+    "phase2_end": "end of phase 2 (noise being memorised): t_fit_noisy, the epoch the noisy labels are fitted",
+}
 
 
 def extract_double_descent(curves: xr.Dataset, params: dict) -> xr.Dataset:
     """Double-descent summary of one run's curves.nc (definitions: module docstring).
 
-    params = config analyses.double_descent (smooth_window, min_depth, min_depth_loss, fit_accuracy,
-    benign_tolerance); missing keys take the schema defaults.
+    params = config analyses.double_descent (smooth_window, min_depth, min_depth_loss, min_recovery,
+    noise_sigmas, fit_accuracy, benign_tolerance; missing keys take the schema defaults), and optionally the
+    sizes the noise is computed from: n_test, n_noisy (the run's noisy training samples), n_classes (default 10).
     """
-    p = {**DEFAULT_PARAMS, **(params or {})}
+    p = {**DEFAULT_PARAMS, "n_test": None, "n_noisy": None, "n_classes": 10, **(params or {})}
+    sigmas = float(p["noise_sigmas"])
     epochs = np.asarray(curves["epoch"].values)
     acc = curves["accuracy"]
-    test_error = 1.0 - np.asarray(acc.sel(split="test").values, dtype=np.float64)
-    test_loss = np.asarray(curves["loss"].sel(split="test").values, dtype=np.float64)
-    err_s = moving_average(test_error, p["smooth_window"])
-    loss_s = moving_average(test_loss, p["smooth_window"])
-    loss_floor = np.nanmin(loss_s) if np.isfinite(loss_s).any() else np.nan
+    raw_error = 1.0 - np.asarray(acc.sel(split="test").values, dtype=np.float64)
+    raw_loss = np.asarray(curves["loss"].sel(split="test").values, dtype=np.float64)
+    err_s = moving_average(raw_error, p["smooth_window"])
+    loss_s = moving_average(raw_loss, p["smooth_window"])
+    noisy_acc = np.asarray(acc.sel(split="train_noisy_assigned").values, dtype=np.float64)
+    clean_acc = np.asarray(acc.sel(split="train_clean").values, dtype=np.float64)
 
-    out = {}
-    out.update(_curve_summary(epochs, err_s, "test_error", p["min_depth"]))
+    t_fit_clean = first_epoch_at_least(epochs, clean_acc, p["fit_accuracy"])
+    t_fit_noisy = first_epoch_at_least(epochs, noisy_acc, p["fit_accuracy"])
+    error_jitter, loss_jitter = jitter(raw_error), jitter(raw_loss)
+
+    def error_noise(levels):
+        return float(np.nanmax([binomial_se(max(levels, key=lambda q: q * (1 - q)), p["n_test"]), error_jitter]))
+
+    loss_floor = p["min_depth_loss"] * np.nanmin(loss_s) if np.isfinite(loss_s).any() else np.nan
+    err = curve_summary(epochs, err_s, error_noise, p["min_depth"], t_fit_noisy, sigmas)
+    loss = curve_summary(epochs, loss_s, lambda levels: loss_jitter, loss_floor, t_fit_noisy, sigmas)
+
+    out = {f"test_error_{k}": err[k] for k in CURVE_FIELDS}
+    out.update({f"test_loss_{k}": loss[k] for k in CURVE_FIELDS})
     # the test error's rise and fall keep DESIGN.md's names (the interface notebooks read)
     out["dd_depth"], out["dd_recovery"] = out.pop("test_error_depth"), out.pop("test_error_recovery")
-    out.update(_curve_summary(epochs, loss_s, "test_loss", p["min_depth_loss"] * loss_floor))
-    # NaN compares False: a curve without finite values has no double descent
-    dd_error = bool(out["dd_depth"] >= p["min_depth"] and out["dd_recovery"] >= p["min_depth"])
-    dd_loss = bool(out["test_loss_depth"] >= p["min_depth_loss"] * out["test_loss_min"]
-                   and out["test_loss_recovery"] >= p["min_depth_loss"] * out["test_loss_peak"])
-
-    t_fit_clean = first_epoch_at_least(epochs, acc.sel(split="train_clean").values, p["fit_accuracy"])
-    t_fit_noisy = first_epoch_at_least(epochs, acc.sel(split="train_noisy_assigned").values, p["fit_accuracy"])
-    fall = fall_after(epochs, err_s, t_fit_noisy)
-    fitted = bool(np.isfinite(t_fit_noisy))
-    out["t_fit_clean"] = t_fit_clean
-    out["t_fit_noisy"] = t_fit_noisy
-    out["test_error_fall_after_fit"] = fall
-    out["phase1_end"] = out["test_error_min_epoch"]
+    onset = noisy_onset(epochs, noisy_acc, p["smooth_window"], int(p["n_classes"]), p["n_noisy"], sigmas)
+    out.update(t_fit_clean=t_fit_clean, t_fit_noisy=t_fit_noisy, t_noisy_onset=onset,
+               clean_learned_at_onset=gain_reached(clean_acc, epochs, onset))
+    out["phase1_end"] = out["test_loss_min_epoch"]
     out["phase2_end"] = t_fit_noisy if t_fit_noisy > out["phase1_end"] else np.nan
 
-    data_vars = {name: ((), np.float64(value)) for name, value in out.items()}
+    fitted = bool(np.isfinite(t_fit_noisy))
+    # NaN compares False: a curve without finite values, or a run whose noise is never fitted, has no flag set
+    tolerance = max(p["benign_tolerance"], err["fall_threshold"])
     flags = {
-        "double_descent_test_loss": dd_loss,
-        "double_descent_test_error": dd_error,
-        "regeneralises_after_fit": bool(np.isfinite(out["phase2_end"])) and fall >= p["min_depth"],
-        "benign_overfitting": fitted and out["test_error_final"] <= out["test_error_min"] + p["benign_tolerance"],
+        "double_descent_test_loss": bool(loss["depth"] >= loss["rise_threshold"]) and is_recovery(loss, p["min_recovery"]),
+        "double_descent_test_error": bool(err["depth"] >= err["rise_threshold"]) and is_recovery(err, p["min_recovery"]),
+        "regeneralises_after_fit": bool(np.isfinite(out["phase2_end"])) and is_recovery(err, p["min_recovery"]),
+        "benign_overfitting": fitted and bool(out["test_error_final"] <= out["test_error_min"] + tolerance),
     }
+    data_vars = {name: ((), np.float64(value)) for name, value in out.items()}
     data_vars.update({name: ((), np.bool_(value)) for name, value in flags.items()})
     data_vars["test_error_smooth"] = (("epoch",), err_s)
     data_vars["test_loss_smooth"] = (("epoch",), loss_s)
     ds = xr.Dataset(data_vars, coords={"epoch": epochs})
-    descriptions = {
-        "test_error_smooth": "1 - test accuracy, centred moving average",
-        "test_loss_smooth": "test loss, centred moving average",
-        "dd_depth": "test_error_peak - test_error_min (smoothed)",
-        "dd_recovery": "test_error_peak - test_error_final (smoothed)",
-        "test_loss_depth": "test_loss_peak - test_loss_min (smoothed)",
-        "test_loss_recovery": "test_loss_peak - test_loss_final (smoothed)",
-        "double_descent_test_loss": "test loss rises by >= min_depth_loss x its first minimum, then falls by "
-                                    ">= min_depth_loss x its peak",
-        "double_descent_test_error": "test error rises by >= min_depth, then falls by >= min_depth",
-        "test_error_fall_after_fit": "highest smoothed test error from t_fit_noisy on - final level",
-        "regeneralises_after_fit": "noisy labels fitted after the first minimum, test error falls by >= min_depth "
-                                   "afterwards",
-        "benign_overfitting": "noisy labels fitted and final test error <= first minimum + benign_tolerance",
-        "phase1_end": "end of phase 1 (clean learned): epoch of the first test-error minimum",
-        "phase2_end": "end of phase 2 (noise being memorised): t_fit_noisy, the epoch the noisy labels are fitted",
-    }
-    for name, text in descriptions.items():
+    for name, text in DESCRIPTIONS.items():
         ds[name].attrs["description"] = text
-    ds.attrs.update({
-        "analysis": "double_descent",
-        "smooth_window": int(p["smooth_window"]),
-        "min_depth": float(p["min_depth"]),
-        "min_depth_loss": float(p["min_depth_loss"]),
-        "fit_accuracy": float(p["fit_accuracy"]),
-        "benign_tolerance": float(p["benign_tolerance"]),
-    })
+    ds.attrs.update({"analysis": "double_descent", "phases": "Kubo et al. 2026: phase 1 ends at the first "
+                     "test-loss minimum, phase 2 at t_fit_noisy",
+                     **{k: float(p[k]) for k in DEFAULT_PARAMS if k != "smooth_window"},
+                     "smooth_window": int(p["smooth_window"]),
+                     **{k: int(p[k]) for k in SIZE_PARAMS if p[k]}})
     return ds
 
 
 def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:
     """This analysis's columns of tables/runs.csv (ddscope.summary): every scalar variable (levels, epochs,
-    depths and recoveries of both curves, the fit epochs, the phases; flags as 0/1)."""
+    rises, falls, noise and recovery ratios of both curves, the fit and onset epochs, the phases; flags as 0/1)."""
     return scalar_columns(ds)

@@ -20,6 +20,13 @@ test probes are left out so that both measures use the same samples):
   the intercept is not penalised; closed form (primal if D <= n_train_fold, else dual). R^2 pools the
   out-of-fold predictions: 1 - sum (v - v_hat)^2 / sum (v - mean v)^2, so it is <= 1 and can be < 0
   for a unit the input does not predict. A constant unit gets 0.
+- output_r2[target] = the same cross-validated ridge R^2 (same folds, same penalty) of the unit's value on the
+  one-hot label (assigned, original, or predicted class): the output-side estimator like the input side's, so
+  the two can be compared (eta^2 below is in-sample and not comparable with an out-of-sample R^2).
+- typical_input_r2, typical_output_r2[target]: the same two for the layer's *typical* units, the TYPICAL_UNITS
+  units whose max |a| ranks nearest the median of the layer at that epoch, averaged over them: the control a
+  large unit is held against (a layer-1 unit of an MLP is a piecewise-linear function of the input by
+  construction, so its input R^2 is high whether or not it is large).
 - output_eta2[target] = correlation ratio eta^2 = between-class sum of squares / total sum of squares
   of the unit's value grouped by the assigned label, the original label, or the predicted class
   (argmax of the logits at that epoch). In [0, 1]; a constant unit gets 0.
@@ -40,7 +47,9 @@ shallow), where the paper locates the large activation; the deep half is the res
 - large_analysed_epoch = the analysed epoch > 0 nearest to large_epoch on the log1p scale of the picker (so the
   unit tested is the one that was large, not whatever unit tops the layer at another time); at it, for the top
   unit of large_layer: large_input_r2 = input_r2, large_output_eta2 = output_eta2 maximised over the targets,
-  and large_same_unit = 1 if that unit is the top unit at large_epoch too, else 0.
+  and large_same_unit = 1 if that unit is the top unit at large_epoch too, else 0; large_output_r2 = output_r2
+  maximised over the targets, large_typical_input_r2 and large_typical_output_r2 (max over the targets) the
+  typical units' values there.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ from ddscope.summary import per_layer_columns
 
 DEFAULT_PARAMS = {"ratio_threshold": 10.0, "n_epochs": 8, "ridge_alpha": 1.0, "cv_folds": 5, "median_floor": 1e-3}
 TARGETS = ("assigned", "original", "predicted")
+TYPICAL_UNITS = 8
 
 
 def ridge_cv_r2(x: np.ndarray, y: np.ndarray, alpha: float, n_folds: int) -> np.ndarray:
@@ -135,6 +145,7 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
     unit_max = np.full((n_e, n_l, u_max), np.nan, dtype=np.float32)
     idx_a = spread_epoch_indices(epochs, p["n_epochs"])
     top_at = np.zeros((len(idx_a), n_l, int(train.sum())), dtype=np.float32)  # top unit's value, train probes
+    typical_at = np.zeros((len(idx_a), n_l, TYPICAL_UNITS, int(train.sum())), dtype=np.float32)
 
     top_value = np.zeros((n_e, n_l), dtype=np.float32)
     top_unit = np.zeros((n_e, n_l), dtype=np.int64)
@@ -148,6 +159,8 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
         top_value[:, li] = um[np.arange(n_e), top_unit[:, li]]
         median[:, li] = np.median(um, axis=1)
         top_at[:, li, :] = a[train_idx[None, :], idx_a[:, None], top_unit[idx_a, li][:, None]]
+        typical = typical_units(um[idx_a], TYPICAL_UNITS)  # [analysed, TYPICAL_UNITS]
+        typical_at[:, li] = a[train_idx[None, None, :], idx_a[:, None, None], typical[..., None]]
         del a
 
     ratio = top_value / np.maximum(median, np.float32(p["median_floor"]))
@@ -166,6 +179,20 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
         ], axis=-1)
     else:
         eta2 = np.full((len(idx_a), n_l, len(TARGETS)), np.nan)
+    n_a, n_tr = len(idx_a), int(train_idx.size)
+    typical_r2 = ridge_cv_r2(x[train], typical_at.reshape(-1, n_tr).T, p["ridge_alpha"], p["cv_folds"])
+    typical_r2 = typical_r2.reshape(n_a, n_l, TYPICAL_UNITS).mean(axis=-1)
+    labels = {"assigned": np.broadcast_to(info["y_assigned"][train], (n_a, n_tr)),
+              "original": np.broadcast_to(info["y_original"][train], (n_a, n_tr)), "predicted": predicted}
+    out_r2 = np.full((n_a, n_l, len(TARGETS)), np.nan)
+    typical_out_r2 = np.full((n_a, n_l, len(TARGETS)), np.nan)
+    for ai in range(n_a if n_tr else 0):
+        for ti, target in enumerate(TARGETS):
+            onehot = (labels[target][ai][:, None] == np.arange(k)).astype(np.float64)
+            values = np.concatenate([top_at[ai].T, typical_at[ai].reshape(n_l * TYPICAL_UNITS, n_tr).T], axis=1)
+            r2_all = ridge_cv_r2(onehot, values, p["ridge_alpha"], p["cv_folds"])
+            out_r2[ai, :, ti] = r2_all[:n_l]
+            typical_out_r2[ai, :, ti] = r2_all[n_l:].reshape(n_l, TYPICAL_UNITS).mean(axis=-1)
 
     ds = xr.Dataset(
         {
@@ -179,6 +206,9 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
             "analysed_top_unit": (("analysed_epoch", "layer"), top_unit[idx_a]),
             "input_r2": (("analysed_epoch", "layer"), r2.astype(np.float32)),
             "output_eta2": (("analysed_epoch", "layer", "target"), eta2.astype(np.float32)),
+            "output_r2": (("analysed_epoch", "layer", "target"), out_r2.astype(np.float32)),
+            "typical_input_r2": (("analysed_epoch", "layer"), typical_r2.astype(np.float32)),
+            "typical_output_r2": (("analysed_epoch", "layer", "target"), typical_out_r2.astype(np.float32)),
         },
         coords={"epoch": epochs, "layer": np.asarray(layers), "unit": np.arange(u_max),
                 "analysed_epoch": epochs[idx_a], "target": list(TARGETS)},
@@ -188,6 +218,11 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
     ds["onset_epoch"].attrs["description"] = "first epoch with ratio >= ratio_threshold (NaN if never)"
     ds["input_r2"].attrs["description"] = "cross-validated ridge R^2 of the top unit on the input (train probes)"
     ds["output_eta2"].attrs["description"] = "correlation ratio of the top unit with a label (train probes)"
+    ds["output_r2"].attrs["description"] = "cross-validated ridge R^2 of the top unit on the one-hot label"
+    ds["typical_input_r2"].attrs["description"] = (
+        f"input_r2 of the {TYPICAL_UNITS} units ranked nearest the layer's median unit max, averaged")
+    ds["typical_output_r2"].attrs["description"] = (
+        f"output_r2 of the {TYPICAL_UNITS} units ranked nearest the layer's median unit max, averaged")
     ds.attrs.update({
         "analysis": "large_activation",
         "ratio_threshold": float(p["ratio_threshold"]),
@@ -199,6 +234,20 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
         "input_dim": int(x.shape[1]),
     })
     return ds
+
+
+def typical_units(unit_max: np.ndarray, n: int) -> np.ndarray:
+    """[E, n] indices of the n units whose max |a| ranks nearest the median of each row of unit_max [E, U]
+    (units may repeat in a layer narrower than n)."""
+    order = np.argsort(np.where(np.isnan(unit_max), np.inf, unit_max), axis=1, kind="stable")
+    width = int(np.isfinite(unit_max).sum(axis=1).min()) if unit_max.size else 0
+    start = max(0, width // 2 - n // 2)
+    ranks = np.clip(np.arange(start, start + n), 0, max(width - 1, 0))
+    return order[:, ranks]
+
+
+def _max_target(values: np.ndarray) -> float:
+    return float(np.nanmax(values)) if np.isfinite(values).any() else np.nan
 
 
 def shallow_half(n_layers: int) -> int:
@@ -221,7 +270,7 @@ def trained_ratio_max(ds: xr.Dataset) -> xr.DataArray:
 
 LOCATED = ("large_layer", "large_ratio", "large_epoch", "large_ratio_init", "large_second_to_top",
            "large_deep_layer", "large_deep_ratio", "large_analysed_epoch", "large_input_r2", "large_output_eta2",
-           "large_same_unit")
+           "large_same_unit", "large_output_r2", "large_typical_input_r2", "large_typical_output_r2")
 
 
 def locate_large_activation(ds: xr.Dataset) -> dict:
@@ -260,9 +309,12 @@ def locate_large_activation(ds: xr.Dataset) -> dict:
     if after_init.size:
         ai = int(after_init[np.argmin(np.abs(np.log1p(analysed[after_init]) - np.log1p(epochs[ti])))])
         at = ds.isel(analysed_epoch=ai, layer=li)
-        eta = at["output_eta2"].values
         out.update(large_analysed_epoch=float(analysed[ai]), large_input_r2=float(at["input_r2"]),
-                   large_output_eta2=float(np.nanmax(eta)) if np.isfinite(eta).any() else np.nan,
+                   large_output_eta2=_max_target(at["output_eta2"].values),
+                   large_output_r2=_max_target(at["output_r2"].values) if "output_r2" in at else np.nan,
+                   large_typical_input_r2=float(at["typical_input_r2"]) if "typical_input_r2" in at else np.nan,
+                   large_typical_output_r2=_max_target(at["typical_output_r2"].values)
+                   if "typical_output_r2" in at else np.nan,
                    large_same_unit=float(at["analysed_top_unit"] == ds["top_unit"].isel(epoch=ti, layer=li)))
     return out
 

@@ -67,7 +67,11 @@ def extract_routing(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset:
 
 
 def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:
-    """This analysis's columns of tables/runs.csv (ddscope.summary)."""
-    final = ds.routing_margin.isel(epoch=-1, layer=-1)
-    return {"routing_margin_correct": float(final.sel(correctness="correct")),
-            "routing_margin_incorrect": float(final.sel(correctness="incorrect"))}
+    """This analysis's columns of tables/runs.csv (ddscope.summary): the last hidden layer's margins at the final
+    epoch and, as the untrained control, at the first recorded epoch (epoch 0, the initialisation)."""
+    out = {}
+    for suffix, index in (("", -1), ("_init", 0)):
+        at = ds.routing_margin.isel(epoch=index, layer=-1)
+        out[f"routing_margin_correct{suffix}"] = float(at.sel(correctness="correct"))
+        out[f"routing_margin_incorrect{suffix}"] = float(at.sel(correctness="incorrect"))
+    return out

@@ -15,9 +15,9 @@ from .style import epoch_axis, figure_legend, gridlines, line_band, log_y, new_f
 
 COLLAPSE_TOP = (  # variable, title, y label, log
     ("nc1", "NC1: within- / between-class variability", "tr(Σ_W Σ_B⁺)/K (log scale)\nlower = more collapsed", True),
-    ("dilation", "Dilation: spread of the clean classes",
+    ("dilation_normalized", "Dilation (scale-normalised): spread of the clean classes",
      "clean probes' distance to their class's\nclean mean ÷ scale of the class means", False),
-    ("memorization", "Memorization: noisy samples leave their class",
+    ("memorization_normalized", "Memorization (scale-normalised): noisy samples leave their class",
      "noisy probes' distance to the clean mean\nof their original class ÷ the same scale", False),
 )
 COLLAPSE_BOTTOM = (  # variable, title, y label
@@ -55,7 +55,7 @@ def plot_collapse(collapse: Mapping[str, xr.Dataset], band: str = "std") -> Figu
         if var == "nc4":
             ax.set_ylim(-0.02, 1.02)
         if not drawn:
-            no_data(ax, "no noisy probes: memorization undefined" if var == "memorization" else "all NaN")
+            no_data(ax, "no noisy probes: memorization undefined" if var == "memorization_normalized" else "all NaN")
         elif log:
             log_y(ax)
         epoch_axis(ax, all_epochs, label=ax in bottom)

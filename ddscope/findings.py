@@ -295,8 +295,10 @@ def claim_benign(runs, depths, p):
     model = _deepest(depths)
     deep = noisy_runs(runs)
     deep = deep[deep.model == model]
-    # a run that never fitted the noise, or fitted it before the first minimum, takes nothing back after a fit
-    share = deep.test_error_recovery_ratio.where(np.isfinite(deep.phase2_end.to_numpy(float)), 0.0)
+    # the premise is a perfect fit of the noise: a run that never fitted it is left out; one that fitted it
+    # before the first minimum (no phase 2) takes nothing back after a fit
+    fitted = np.isfinite(deep.t_fit_noisy.to_numpy(float))
+    share = deep.test_error_recovery_ratio.where(np.isfinite(deep.phase2_end.to_numpy(float)), 0.0).where(fitted)
     verdict, numbers = margin_verdict(share, p["min_recovery"], p["margin_se"])
     measured = (f"{model}: noisy labels fitted in {int(np.isfinite(deep.t_fit_noisy.to_numpy(float)).sum())} of "
                 f"{len(deep)} seeds, at epoch {_ms(deep.t_fit_noisy, '.0f')}; test error rose by {_ms(deep.dd_depth)} "
@@ -304,8 +306,8 @@ def claim_benign(runs, depths, p):
                 f"flag in {_pct(_frac(deep.regeneralises_after_fit))}; back to the first minimum in "
                 f"{_pct(_frac(deep.benign_overfitting))} (final {_ms(deep.test_error_final)} vs first minimum "
                 f"{_ms(deep.test_error_min)})")
-    criterion = (f"the deepest model's test_error_recovery_ratio after the noisy labels are fitted (0 if never "
-                 f"fitted after phase 1, or if the fall is within noise) ≥ min_recovery = {p['min_recovery']:g}; "
+    criterion = (f"the deepest model's test_error_recovery_ratio after the noisy labels are fitted (seeds that "
+                 f"never fitted them left out; 0 if fitted before the first minimum, or if the fall is within noise) ≥ min_recovery = {p['min_recovery']:g}; "
                  f"{_margin_text(p)}")
     return measured, criterion, verdict
 
@@ -327,9 +329,9 @@ def claim_routing(runs, depths, p):
     return measured, criterion, all_of([up[0], down[0]])
 
 
-def _paired(runs: pd.DataFrame, column: str, key: str, a, b) -> pd.Series:
-    """Per (model, seed, …): `column` where runs[key] == a minus where runs[key] == b (paired by the other ids)."""
-    ids = [c for c in ("model", "noise", "loss", "seed") if c != key and c in runs.columns]
+def _paired(runs: pd.DataFrame, column: str, key: str, a, b, ids=("model", "noise", "loss", "seed")) -> pd.Series:
+    """`column` where runs[key] == a minus where runs[key] == b, paired by the other `ids` (e.g. model, seed)."""
+    ids = [c for c in ids if c != key and c in runs.columns]
     left = runs[runs[key] == a].set_index(ids)[column]
     right = runs[runs[key] == b].set_index(ids)[column]
     return (left - right).dropna()
@@ -355,7 +357,8 @@ def claim_late_change_with_dd(runs, depths, p):
             parts.append(f"{model}: no 0 %-noise runs")
             continue
         contrast = with_dd[model][0] == SUPPORTED and without[model][0] == NOT_SUPPORTED
-        diffs = _paired(runs[runs.model == model].assign(noisy=runs.rate > 0), "gap", "noisy", True, False)
+        diffs = _paired(runs[runs.model == model].assign(noisy=runs.rate > 0), "gap", "noisy", True, False,
+                        ids=("model", "loss", "seed"))
         verdict, numbers = margin_verdict(diffs, 0.0, p["margin_se"])
         parts.append(f"{model}: last − first layer's 1 − CKA(epoch {_ms(runs.cka_late_epoch, '.0f')}, final) with "
                      f"noise {_ms(noisy[noisy.model == model].gap)}, without {_ms(control[control.model == model].gap)}"
@@ -382,7 +385,8 @@ def claim_dilation(runs, depths, p):
         return (f"one noise rate only ({rates}): memorisation cannot be compared (noise.rates: e.g. [0.0, 0.3])",
                 criterion, INCONCLUSIVE)
     hi, lo = rates[-1], rates[0]
-    verdicts = {m: margin_verdict(_paired(r, "dilation_normalized_final", "rate", hi, lo), 0.0, p["margin_se"])
+    verdicts = {m: margin_verdict(_paired(r, "dilation_normalized_final", "rate", hi, lo,
+                                          ids=("model", "loss", "seed")), 0.0, p["margin_se"])
                 for m, r in _by_model(runs, depths)}
     parts = [f"{m}: dilation (normalised) at {hi:g} % vs {lo:g} % noise {_ms(r[r.rate == hi].dilation_normalized_final)} "
              f"vs {_ms(r[r.rate == lo].dilation_normalized_final)}, paired difference {verdicts[m][1]} "

@@ -266,7 +266,8 @@ def test_sweep_figures_need_a_sweep_and_its_runs():
 # --- findings: the model-wise rows --------------------------------------------------------------------
 
 GRID = {f"mlp3w{w}": {"depth": 3, "width": w} for w in (8, 16, 32, 64)}
-PARAMS = {"majority": 0.5, "separation_gap": 0.05, "min_depth": 0.01}
+PARAMS = {"majority": 0.5, "margin_se": 2.0, "separation_gap": 0.05, "clean_first_fraction": 0.5, "min_depth": 0.01,
+          "min_recovery": 0.5, "noise_sigmas": 3.0}
 
 
 def sweep_table(**columns) -> pd.DataFrame:
@@ -292,35 +293,38 @@ def test_no_model_wise_rows_without_a_sweep():
     assert names <= {row[0] for row in findings_rows(runs, {m: 2 for m in GRID}, PARAMS, 10.0, sweep=GRID)}
 
 
-@pytest.mark.parametrize("final, verdict", [
-    ([0.40, 0.50, 0.45, 0.30], SUPPORTED),       # rises to a peak at width 16, falls again at the widest
-    ([0.50, 0.45, 0.40, 0.35], NOT_SUPPORTED),   # falls monotonically
-    ([0.30, 0.40, 0.45, 0.50], NOT_SUPPORTED),   # rises and never falls
-    ([0.40, 0.405, 0.40, 0.398], NOT_SUPPORTED),  # a wiggle below min_depth
-    ([0.40, np.nan, np.nan, np.nan], INCONCLUSIVE),
+@pytest.mark.parametrize("final, noise, verdict", [
+    ([0.40, 0.50, 0.45, 0.30], 0.002, SUPPORTED),       # rises to a peak at width 16, falls again at the widest
+    ([0.50, 0.45, 0.40, 0.35], 0.002, NOT_SUPPORTED),   # falls monotonically
+    ([0.30, 0.40, 0.45, 0.50], 0.002, NOT_SUPPORTED),   # rises and never falls
+    ([0.40, 0.405, 0.40, 0.398], 0.002, NOT_SUPPORTED),  # a wiggle below min_depth
+    ([0.40, 0.45, 0.43, 0.38], 0.02, NOT_SUPPORTED),   # a bump of 0.05 within 3 × √2 × a test error noise of 0.02
+    ([0.40, np.nan, np.nan, np.nan], 0.002, INCONCLUSIVE),
 ])
-def test_model_wise_double_descent(final, verdict):
-    measured, criterion, got = sweep_row(sweep_table(test_error_final=final), findings.claim_model_wise_dd)[2:]
+def test_model_wise_double_descent(final, noise, verdict):
+    runs = sweep_table(test_error_final=final, test_error_noise=noise)
+    measured, criterion, got = sweep_row(runs, findings.claim_model_wise_dd)[2:]
     assert got == verdict, measured
-    assert "depth 3 · sym20 · ce" in measured and "0.01" in criterion
+    assert "depth 3 · sym20 · ce" in measured and "noise_sigmas" in criterion
 
 
 def test_model_wise_double_descent_ignores_models_outside_the_sweep():
-    runs = pd.concat([sweep_table(test_error_final=[0.40, 0.50, 0.45, 0.30]),
+    runs = pd.concat([sweep_table(test_error_final=[0.40, 0.50, 0.45, 0.30], test_error_noise=0.002),
                       pd.DataFrame({"model": ["mlp7"], "noise": ["sym20"], "loss": ["ce"], "seed": [0],
-                                    "test_error_final": [0.9]})])
+                                    "test_error_final": [0.9], "test_error_noise": [0.002]})])
     measured, _, verdict = sweep_row(runs, findings.claim_model_wise_dd)[2:]
     assert verdict == SUPPORTED and "0.900" not in measured
 
 
-@pytest.mark.parametrize("flags, verdict", [
-    ([0, 0, 1, 1], SUPPORTED),
-    ([0, 0, 0, 0], NOT_SUPPORTED),
-    ([1, 1, 1, 1], NOT_SUPPORTED),   # also the narrowest: not a matter of size
+@pytest.mark.parametrize("ratios, verdict", [
+    ([0.1, 0.1, 0.8, 0.8], SUPPORTED),
+    ([0.1, 0.1, 0.1, 0.1], NOT_SUPPORTED),
+    ([0.8, 0.8, 0.8, 0.8], NOT_SUPPORTED),   # also the narrowest: not a matter of size
     ([np.nan] * 4, INCONCLUSIVE),
 ])
-def test_epochwise_double_descent_in_the_widest(flags, verdict):
-    measured, _, got = sweep_row(sweep_table(double_descent_test_error=flags), findings.claim_epochwise_in_widest)[2:]
+def test_epochwise_double_descent_in_the_widest(ratios, verdict):
+    runs = sweep_table(test_error_recovery_ratio=ratios)
+    measured, _, got = sweep_row(runs, findings.claim_epochwise_in_widest)[2:]
     assert got == verdict, measured
 
 

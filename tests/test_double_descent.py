@@ -267,3 +267,16 @@ def test_writes_netcdf(tmp_path):
     assert back.double_descent_test_loss.dtype == bool and bool(back.double_descent_test_loss)
     np.testing.assert_allclose(back.test_error_smooth, ds.test_error_smooth)
     assert back.attrs["fit_accuracy"] == PARAMS["fit_accuracy"]
+
+
+def test_recovery_ratio_is_zero_within_noise_and_counts_from_the_peak_without_noisy_samples():
+    never = extract_double_descent(make_curves(test_error=RECOVERS, fit_noisy_epoch=None), PARAMS)
+    assert float(never.test_error_recovery_ratio) == 0.0 and not bool(never.double_descent_test_error)
+    flat = extract_double_descent(make_curves(test_error=((0, 0.9), (30, 0.4), (150, 0.3))), PARAMS)
+    assert float(flat.test_error_recovery_ratio) == 0.0  # no rise above the noise: nothing taken back
+    control = make_curves(test_error=RECOVERS)  # a 0 %-noise run: the noisy splits are all NaN
+    control = control.assign(accuracy=control.accuracy.where(~control.split.isin(
+        ["train_noisy_assigned", "train_noisy_original"])))
+    ds = extract_double_descent(control, PARAMS)
+    assert np.isnan(ds.t_fit_noisy) and float(ds.test_error_fall_after_fit) == pytest.approx(float(ds.dd_recovery))
+    assert bool(ds.double_descent_test_error) and not bool(ds.regeneralises_after_fit)

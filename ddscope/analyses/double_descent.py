@@ -23,9 +23,12 @@ form, the test error; each flag is named for its curve. Definitions (smoothed cu
 - `<curve>_depth` (the rise, peak - min; `dd_depth` for the error), `<curve>_recovery` (peak - final;
   `dd_recovery` for the error): DESIGN.md's quantities, kept.
 - `<curve>_fall_after_fit`: the smoothed level at the later of the peak and t_fit_noisy minus the final level,
-  the fall in phase 3, after the noisy labels are fitted (NaN if they never are). A value of the smoothed curve
+  the fall in phase 3, after the noisy labels are fitted (NaN if they never are; a run without noisy samples,
+  a 0 %-noise control, counts from the peak). A value of the smoothed curve
   at one epoch, not the maximum of a noisy series (which is biased upward by the noise).
-- `<curve>_recovery_ratio` = fall_after_fit / depth: how much of the bump phase 3 takes back (1: all of it).
+- `<curve>_recovery_ratio` = fall_after_fit / depth: how much of the bump phase 3 takes back (1: all of it);
+  0 when the rise or the fall does not clear its threshold, or the noise is never fitted (nothing is taken back
+  that the noise does not explain). The per-seed effect the findings judge.
 - `double_descent_<curve>`: the rise clears its threshold, the fall after the fit clears the noise threshold,
   and recovery_ratio >= min_recovery (default 1/2). So a net that memorises noise (its loss rising by 5-11 nats)
   and takes back a fifth of it is not called a double descent, and neither is jitter on a plateau.
@@ -151,13 +154,14 @@ def curve_summary(epochs: np.ndarray, smooth: np.ndarray, noise_of, floor: float
     out["noise"] = noise_of((out["min"], out["peak"], out["final"]))
     out["depth"] = out["peak"] - out["min"]
     out["recovery"] = out["peak"] - out["final"]
-    start = max(out["peak_epoch"], t_fit) if np.isfinite(t_fit) else np.nan
+    start = max(out["peak_epoch"], t_fit) if not np.isnan(t_fit) else np.nan
     after = np.flatnonzero((epochs >= start) & np.isfinite(smooth))  # NaN start: nothing selected
     out["fall_after_fit"] = float(smooth[after[0]] - out["final"]) if after.size else np.nan
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["recovery_ratio"] = out["fall_after_fit"] / out["depth"] if out["depth"] > 0 else np.nan
     out["rise_threshold"] = max(floor, change_threshold(out["noise"], sigmas))
     out["fall_threshold"] = change_threshold(out["noise"], sigmas)
+    # nothing is taken back that the noise explains, or before the fit: then the share is 0, not a ratio of noise
+    real = out["depth"] >= out["rise_threshold"] and out["fall_after_fit"] >= out["fall_threshold"]
+    out["recovery_ratio"] = out["fall_after_fit"] / out["depth"] if real else 0.0
     return out
 
 
@@ -197,8 +201,10 @@ DESCRIPTIONS = {
     "test_loss_noise": "standard error of one test-loss evaluation: the curve's jitter (MAD of first differences)",
     "test_error_fall_after_fit": "smoothed test error at max(peak, t_fit_noisy) - final level (phase 3's fall)",
     "test_loss_fall_after_fit": "smoothed test loss at max(peak, t_fit_noisy) - final level (phase 3's fall)",
-    "test_error_recovery_ratio": "test_error_fall_after_fit / dd_depth: the share of the bump taken back",
-    "test_loss_recovery_ratio": "test_loss_fall_after_fit / test_loss_depth: the share of the bump taken back",
+    "test_error_recovery_ratio": "test_error_fall_after_fit / dd_depth: the share of the bump taken back (0 within "
+                                 "noise or without a fit)",
+    "test_loss_recovery_ratio": "test_loss_fall_after_fit / test_loss_depth: the share of the bump taken back (0 "
+                                "within noise or without a fit)",
     "double_descent_test_loss": "test loss rises above its noise, and falls after the noisy labels are fitted "
                                 "by >= min_recovery of the rise and above its noise",
     "double_descent_test_error": "the same for the test error",
@@ -242,8 +248,10 @@ def extract_double_descent(curves: xr.Dataset, params: dict) -> xr.Dataset:
         return float(np.nanmax([binomial_se(max(levels, key=lambda q: q * (1 - q)), p["n_test"]), error_jitter]))
 
     loss_floor = p["min_depth_loss"] * np.nanmin(loss_s) if np.isfinite(loss_s).any() else np.nan
-    err = curve_summary(epochs, err_s, error_noise, p["min_depth"], t_fit_noisy, sigmas)
-    loss = curve_summary(epochs, loss_s, lambda levels: loss_jitter, loss_floor, t_fit_noisy, sigmas)
+    # a run without noisy samples (a 0 %-noise control) has no fit to wait for: its fall counts from the peak
+    t_phase3 = t_fit_noisy if np.isfinite(noisy_acc).any() else -np.inf
+    err = curve_summary(epochs, err_s, error_noise, p["min_depth"], t_phase3, sigmas)
+    loss = curve_summary(epochs, loss_s, lambda levels: loss_jitter, loss_floor, t_phase3, sigmas)
 
     out = {f"test_error_{k}": err[k] for k in CURVE_FIELDS}
     out.update({f"test_loss_{k}": loss[k] for k in CURVE_FIELDS})

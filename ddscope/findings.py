@@ -337,6 +337,9 @@ def _paired(runs: pd.DataFrame, column: str, key: str, a, b, ids=("model", "nois
     return (left - right).dropna()
 
 
+ANSWER = {SUPPORTED: "yes", NOT_SUPPORTED: "no", INCONCLUSIVE: "unclear"}
+
+
 def _with_noise_tag(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.assign(rate=runs.noise.map(noise_rate))
 
@@ -362,8 +365,8 @@ def claim_late_change_with_dd(runs, depths, p):
         verdict, numbers = margin_verdict(diffs, 0.0, p["margin_se"])
         parts.append(f"{model}: last − first layer's 1 − CKA(epoch {_ms(runs.cka_late_epoch, '.0f')}, final) with "
                      f"noise {_ms(noisy[noisy.model == model].gap)}, without {_ms(control[control.model == model].gap)}"
-                     f", paired difference {numbers}; double descent with noise {with_dd[model][0]}, without "
-                     f"{negated(without[model][0])}" + ("" if contrast else " (not a with/without contrast: not judged)"))
+                     f", paired difference {numbers}; double descent with noise: {ANSWER[with_dd[model][0]]}, without: "
+                     f"{ANSWER[without[model][0]]}" + ("" if contrast else " (not a with/without contrast: not judged)"))
         if contrast:
             verdicts.append(verdict)
     criterion = ("for every model with double descent of the test loss at its noise rate and none at 0 % noise "

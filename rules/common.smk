@@ -134,7 +134,8 @@ def extract_mem_mb(analysis):
 
 def analysis_params(analysis):
     """The settings of an analysis that change its results (the params of its extract job); double_descent also
-    gets the sizes its noise thresholds come from (test set, the run's noisy samples, classes)."""
+    gets the sizes its noise thresholds come from (test set, the run's noisy samples, classes).
+    """
     settings = results_settings(analysis, config["analyses"][analysis])
     if analysis != "double_descent":
         return settings

@@ -9,7 +9,8 @@ import yaml
 from synthetic import make_activations, make_x_probe, with_values, write_zarr
 
 from ddscope.analyses.large_activation import (DEFAULT_PARAMS, LOCATED, correlation_ratio, extract_large_activation,
-                                               ridge_cv_r2, shallow_half, summary_columns)
+                                               locate_large_activation, ridge_cv_r2, shallow_half, summary_columns,
+                                               typical_units)
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 PARAMS = dict(DEFAULT_PARAMS)
@@ -129,6 +130,26 @@ def test_input_r2_and_output_eta2_of_planted_unit(acts):
     assert ((eta >= 0) & (eta <= 1)).all()
     assert ds_in.output_eta2.dims == ("analysed_epoch", "layer", "target")
     assert list(ds_in.target.values) == ["assigned", "original", "predicted"]
+
+
+def test_output_r2_is_the_input_side_estimator_on_the_label_and_typical_units_are_the_control(acts):
+    """output_r2 is a cross-validated ridge R² like input_r2 (so the two compare like with like); the typical units
+    are the ones ranked nearest the median, and are never the planted top unit."""
+    x = make_x_probe(acts, dim=12)
+    follows_label = 200.0 + 20.0 * acts.y_assigned.values
+    ds = extract_large_activation(_plant(acts, value=follows_label), x, PARAMS)
+    rng = np.random.default_rng(3)
+    ds_in = extract_large_activation(_plant(acts, value=200.0 + 10.0 * (x @ rng.standard_normal(12))), x, PARAMS)
+    after = ds.analysed_epoch >= acts.epoch.values[T0]
+    assert (ds.output_r2.sel(layer=2, target="assigned")[after] > 0.95).all()
+    assert (ds_in.output_r2.sel(layer=2)[after].max("target") < 0.3).all()
+    assert ds.typical_input_r2.dims == ("analysed_epoch", "layer")
+    assert ds.typical_output_r2.dims == ("analysed_epoch", "layer", "target")
+    assert np.isfinite(ds.typical_input_r2).all() and (ds.typical_output_r2 <= 1).all()
+    um = np.array([[3.0, 1.0, 2.0, 9.0, 5.0]])
+    assert sorted(typical_units(um, 2)[0]) == [0, 2]  # ranks 1..2 of 0..4 (median rank 2): values 2, 3
+    loc = locate_large_activation(ds)  # the shallow half's top unit (layer 1 here), its control beside it
+    assert all(np.isfinite(loc[k]) for k in ("large_output_r2", "large_typical_input_r2", "large_typical_output_r2"))
 
 
 def test_predicted_target_uses_logits(acts):

@@ -42,7 +42,7 @@ PER_RUN_FIGURES = [name for name in plots.FIGURE_FUNCTIONS if not FIGURES[name].
 @lru_cache(maxsize=None)
 def _run(model: str, seed: int, noisy: int = 12, dd: bool = True):
     """All per-run inputs of the figures for one synthetic run (cached: datasets are not modified)."""
-    knots = ((0, 0.9), (20, 0.3), (80, 0.45), (150, 0.35)) if dd else ((0, 0.9), (150, 0.3))
+    knots = ((0, 0.9), (20, 0.3), (80, 0.45), (150, 0.30)) if dd else ((0, 0.9), (150, 0.3))
     curves = make_curves(epochs=np.arange(151), test_error=knots, noise=0.01, seed=seed)  # evaluated every epoch
     acts = make_activations(epochs=EPOCHS, n_per_subset=(24, noisy, 24), widths=DEPTHS[model], seed=seed)
     return {

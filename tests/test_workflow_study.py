@@ -187,3 +187,13 @@ def test_activation_store_opens_with_plain_xarray_without_warnings(study):
         warnings.simplefilter("error")
         acts = xr.open_zarr(store)
         assert float(acts.act_1.isel(epoch=-1).mean()) >= 0
+
+
+def test_double_descent_criterion_reruns_that_analysis_and_its_readers_only(study):
+    """min_recovery changes the double-descent flags and what reads them (the trends start at its phases), never
+    the training or the activation analyses."""
+    jobs = dry_run(study, changed("analyses", "double_descent.min_recovery", 0.7))
+    assert jobs.get("extract_double_descent") == len(RUNS)
+    assert not {"train", "extract_separation", "extract_cka", "extract_collapse"} & set(jobs)
+    assert "summarize" in jobs and "findings" in jobs
+    assert set(dry_run(study, changed("analyses", "findings.margin_se", 3.0))) - {"all"} == {"findings"}

@@ -35,9 +35,9 @@ SPLIT_STYLE = {  # colour, label
     "test": (BLUE, "test"),
 }
 PHASES = (  # colour, label
-    ("#9ecae1", "phase 1: clean samples learned, test error falls"),
-    ("#fcae91", "phase 2: noisy labels memorised, test error rises"),
-    ("#a1d99b", "phase 3: noisy labels fitted (with double descent, test error falls again)"),
+    ("#9ecae1", "phase 1: clean samples learned, test loss falls"),
+    ("#fcae91", "phase 2: noisy labels memorised, test loss rises"),
+    ("#a1d99b", "phase 3: noisy labels fitted (with double descent, test loss falls again)"),
 )
 PHASE_ALPHA = 0.35
 REFERENCE_COLORS = {"clean": GREEN, "noisy": RED}

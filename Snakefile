@@ -1,7 +1,6 @@
 # ddscope: epoch-wise double descent under label noise, looked at from the inside.
 # `snakemake --cores all` runs the default study (config.yaml); see README.md.
 
-import copy
 import os
 import sys
 
@@ -18,21 +17,18 @@ os.environ.update(
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from ddscope.config import ConfigError, validate_config
+from ddscope.config import ConfigError, study_config, validate_config
 
-
-configfile: "config.yaml"
-
-
-if workflow.overwrite_configfiles:
-    # a --configfile is a whole study: it replaces config.yaml rather than being merged into it
-    # (merged, config.yaml's models would leak into every other study)
-    config.clear()
-    config.update(copy.deepcopy(workflow.config_settings.overwrite_config))
+# The default study is config.yaml next to this file, whatever the working directory (ddscope.config.DEFAULT_STUDY).
 
 try:
+    # the default study, each --configfile layered over it, then --config (ddscope.config.layer_config);
+    # Snakemake's own merge would merge `models` too, so the default study's models would leak into every study
     resolved = validate_config(
-        config, os.path.join(workflow.basedir, "schemas/config.schema.yaml")
+        study_config(
+            workflow.config_settings.configfiles,
+            dict(workflow.config_settings.config),
+        )
     )
 except ConfigError as error:
     # an expected mistake: one line, no traceback, before any job starts

@@ -255,7 +255,74 @@ def _check_semantics(config: dict) -> None:
             raise ConfigError(f"probes.noisy: {probes['noisy']} > {flipped} noisy samples at noise rate {rate}")
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
+# --- layering: a study's config file over the default study (config.yaml) --------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_STUDY = REPO / "config.yaml"
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+# Keys that say which runs exist. A layer that names one of them replaces all of them: a study that names its
+# models gets only those (merged, the default study's models would leak into every other study).
+RUN_KEYS = ("models", "sweep", "threshold")
+
+
+def merge_config(base: dict, layer: dict) -> dict:
+    """`layer` over `base`: mappings merge key by key, anything else (lists included) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def layer_config(base: dict, layer: dict) -> dict:
+    """A study: `layer` over `base` (merge_config), with the run keys of RUN_KEYS replaced as one.
+
+    A layer that trains no noisy-label runs (a threshold-only study) does not inherit the base's dataset.
+    """
+    out = merge_config(base, layer)
+    if any(key in layer for key in RUN_KEYS):
+        for key in RUN_KEYS:
+            if key in layer:
+                out[key] = copy.deepcopy(layer[key])
+            else:
+                out.pop(key, None)
+        if "models" not in out and "sweep" not in out and "dataset" not in layer:
+            out.pop("dataset", None)
+    return out
+
+
+def read_config_file(path: str | Path) -> dict:
+    """One YAML config file as a mapping (an empty file is {}); ConfigError naming the file otherwise."""
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys, got {type(config).__name__}")
+    return config
+
+
+def study_config(files: list[str | Path], overrides: dict | None = None) -> dict:
+    """The config of a study given as `--configfile files...` (each layered over the last, all over the default
+    study) and `overrides` (`--config key=value`, last). Unvalidated: pass it to validate_config.
+
+    A study file must name its `study`: without it, its results would go to (and replace) the default study's.
+    """
+    config = read_config_file(DEFAULT_STUDY)
+    for path in files:
+        layer = read_config_file(path)
+        if "study" not in layer:
+            raise ConfigError(f"study: required key is missing in {path} (outputs go to results/<study>/; "
+                              f"without it they would replace the default study's)")
+        config = layer_config(config, layer)
+    return layer_config(config, overrides or {})
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     """Validate, fill defaults, expand a sweep into config["models"], and check cross-key constraints.
 
     Returns a new dict; raises ConfigError.

@@ -11,15 +11,18 @@ import itertools
 
 import pytest
 import yaml
-from conftest import REPO, SCHEMA, run_snakemake
+from conftest import REPO, SCHEMA, run_snakemake, scheduled_jobs
 
 from ddscope.config import (
+    DEFAULT_STUDY,
     ConfigError,
     noise_tag,
     parse_noise_tag,
     parse_run,
+    read_config_file,
     record_epochs,
     run_names,
+    study_config,
     validate_config,
 )
 
@@ -173,8 +176,9 @@ SHIPPED = [REPO / "config.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_shipped_configs_validate(path):
+    """Each is layered over the default study, as `snakemake --configfile` takes it."""
     config = yaml.safe_load(path.read_text())
-    resolved = validate(config)
+    resolved = validate_config(study_config([] if path == DEFAULT_STUDY else [path]))
     assert resolved["study"] == config["study"]
     # a study trains something: runs of the noisy-label study, or the threshold study's grid
     assert run_names(resolved) or resolved.get("threshold"), f"{path.name} defines no runs"
@@ -207,11 +211,11 @@ def test_defaults_are_filled_in():
     dataset = resolved["dataset"]
     assert (dataset["name"], dataset["n_train"], dataset["n_test"], dataset["seed"]) == ("mnist1d", 16000, 4000, 42)
     assert (dataset["data_dir"], dataset["download"]) == ("data/cifar10", False)
-    assert resolved["noise"] == {"kind": "symmetric", "rates": [0.3], "seed": 0}
+    assert resolved["noise"] == {"kind": "symmetric", "rates": [0.0, 0.3], "seed": 0}
     assert resolved["probes"] == {"clean": 600, "noisy": 300, "test": 600}
     assert resolved["train"]["losses"] == ["ce"]
-    assert resolved["train"]["seeds"] == [0, 1]
-    assert resolved["train"]["epochs"] == 300
+    assert resolved["train"]["seeds"] == [0, 1, 2]
+    assert resolved["train"]["epochs"] == 600
     assert resolved["train"]["device"] == "auto"
     assert resolved["record"] == {"epochs": {"first": 10, "log_count": 40}, "dtype": "float16"}
     # defaults inside defaults (filled on the second pass)
@@ -347,7 +351,98 @@ def test_snakemake_dry_run_of_shipped_configs(tmp_path, path):
     proc = run_snakemake(tmp_path, "-n", configfile=path, cores=1)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
-    config = yaml.safe_load(path.read_text())
-    first = "data/dataset.h5" if "models" in config or "sweep" in config else "threshold/data/teacher.h5"
+    config = validate_config(study_config([] if path == DEFAULT_STUDY else [path]))
+    first = "data/dataset.h5" if "models" in config else "threshold/data/teacher.h5"
     assert f"results/{config['study']}/{first}" in proc.stdout
     assert not (tmp_path / "results").exists()
+
+
+# --- layering: a --configfile over the default study ------------------------------------------------------
+
+
+def _layered(tmp_path, layer: dict) -> dict:
+    path = tmp_path / "layer.yaml"
+    path.write_text(yaml.safe_dump(layer))
+    return validate_config(study_config([path]))
+
+
+def test_a_layer_changes_only_its_keys(tmp_path):
+    default = validate_config(read_config_file(DEFAULT_STUDY))
+    got = _layered(tmp_path, {"study": "x", "train": {"epochs": 40}})
+    assert got["train"]["epochs"] == 40 and got["study"] == "x"
+    assert {**got, "study": "default", "train": {**got["train"], "epochs": 600}} == default
+
+
+def test_lists_and_run_keys_replace(tmp_path):
+    got = _layered(tmp_path, {"study": "x", "models": {"tiny": {"hidden": [8]}}, "train": {"seeds": [5]},
+                              "noise": {"rates": [0.1]}})
+    assert list(got["models"]) == ["tiny"] and got["train"]["seeds"] == [5] and got["noise"]["rates"] == [0.1]
+    assert run_names(got) == ["tiny-sym10-ce-s5"]
+    swept = _layered(tmp_path, {"study": "x", "sweep": {"depths": [2], "widths": [4, 8]}})
+    assert list(swept["models"]) == ["mlp2w4", "mlp2w8"], "a sweep replaces the default study's models"
+
+
+def test_a_threshold_study_inherits_no_noisy_label_runs(tmp_path):
+    got = _layered(tmp_path, {"study": "x", "threshold": {"d": 3}})
+    assert "models" not in got and "dataset" not in got and run_names(got) == []
+    assert got["threshold"]["d"] == 3
+
+
+def test_a_layer_must_name_its_study(tmp_path):
+    path = tmp_path / "layer.yaml"
+    path.write_text(yaml.safe_dump({"train": {"epochs": 40}}))
+    with pytest.raises(ConfigError, match=r"^study: required key is missing in .*replace the default study"):
+        study_config([path])
+
+
+def test_several_layers_apply_in_order(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump({"study": "a", "train": {"epochs": 40, "lr": 0.01}}))
+    b.write_text(yaml.safe_dump({"study": "b", "train": {"epochs": 50}}))
+    got = validate_config(study_config([a, b], {"train": {"seeds": [9]}}))
+    assert (got["study"], got["train"]["epochs"], got["train"]["lr"], got["train"]["seeds"]) == ("b", 50, 0.01, [9])
+
+
+def test_schema_defaults_are_the_default_study():
+    default = validate_config(read_config_file(DEFAULT_STUDY))
+    minimal = {"study": "default", "dataset": {"name": "mnist1d"}, "models": default["models"]}
+    assert validate_config(minimal) == default
+
+
+def _leaves(mapping: dict, prefix=()):
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, prefix + (key,))
+        else:
+            yield prefix + (key,)
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.parent.name == "configs"], ids=lambda p: p.name)
+def test_shipped_configs_hold_only_what_differs(tmp_path, path):
+    """Each key of a shipped config changes the study: without it, the resolved config would differ."""
+    layer = yaml.safe_load(path.read_text())
+    full = _layered(tmp_path, layer)
+    redundant = []
+    for leaf in _leaves(layer):
+        if leaf == ("study",):
+            continue
+        smaller = copy.deepcopy(layer)
+        parent = smaller
+        for key in leaf[:-1]:
+            parent = parent[key]
+        del parent[leaf[-1]]
+        try:
+            if _layered(tmp_path, smaller) == full:
+                redundant.append(".".join(leaf))
+        except ConfigError:
+            pass  # a required key: not redundant
+    assert not redundant, f"{path.name}: keys equal to the default study's: {redundant}"
+
+
+def test_snakemake_layers_a_configfile_over_the_default_study(tmp_path):
+    """`study: x` and `train: {epochs: 40}` is the default study (18 runs) with 40 epochs."""
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump({"study": "x", "train": {"epochs": 40}}))
+    proc = run_snakemake(tmp_path, "-n", configfile=tmp_path / "x.yaml", cores=1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert scheduled_jobs(proc.stdout)["train"] == 18
+    assert "results/x/runs/mlp7-sym30-ce-s2/curves.nc" in proc.stdout

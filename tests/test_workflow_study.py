@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 import yaml
 from conftest import run_snakemake, scheduled_jobs
+from test_report import assert_captions_attached, intro_analysis_lines, report_parts
 
 from ddscope.analyses.activations import open_activations
 from ddscope.findings import CLAIMS
@@ -79,7 +80,7 @@ def test_every_output_exists_with_its_variables(study):
         assert {f"act_{l}" for l in range(1, n_layers + 1)} | {"logits", "w_out"} == set(acts.data_vars)
         assert {"epoch", "sample", "subset", "y_assigned", "y_original"} <= set(acts.coords)
         curves = xr.open_dataset(root / "runs" / run / "curves.nc")
-        assert set(curves.data_vars) == {"loss", "accuracy"}
+        assert set(curves.data_vars) == {"cross_entropy", "accuracy"}
         assert (root / "runs" / run / "model.pt").stat().st_size > 0
         expected = {
             "double_descent": {"dd_depth", "dd_recovery", "test_loss_depth", "test_loss_recovery",
@@ -124,6 +125,10 @@ def test_report_is_self_contained(study):
     assert report.stat().st_size > 50_000  # figures are embedded, not linked
     for figure in FIGURES:
         assert f"{figure}.png" in html, figure
+    intro, captions, _ = report_parts(html)
+    for line in intro_analysis_lines():  # the intro describes every analysis of the registry
+        assert line in intro, line
+    assert_captions_attached(captions, "results/tiny", FIGURES)
 
 
 def test_nothing_to_do_after_a_run(study):

@@ -18,8 +18,19 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from .artifacts import CONVENTIONS, cf_attrs, coordinates
 
 SUBSETS = ("clean", "noisy", "test")
+CF_ATTRS = {
+    **coordinates("epoch"),
+    "sample": ("probe's index in the training set (clean, noisy) or the test set (test)", "1"),
+    "subset": ("probe subset", "1"),
+    "y_assigned": ("assigned label", "1"),
+    "y_original": ("original label", "1"),
+    "act_<l>": ("activation of recorded layer <l> (an MLP's hidden layer after ReLU, a block's pooled output)", "1"),
+    "logits": ("logit", "1"),
+    "w_out": ("output-layer weight", "1"),
+}
 
 
 @contextlib.contextmanager
@@ -58,19 +69,21 @@ class ActivationStore:
         path = Path(path)
         if path.exists():
             shutil.rmtree(path)
-        ds = xr.Dataset(coords={"epoch": ("epoch", np.asarray(epochs, dtype=np.int64)),
-                                **{k: ("sample", v) for k, v in coords.items()}})
-        ds.attrs.update(attrs, n_complete=0, complete=0, n_layers=len(widths), n_classes=n_classes)
-        with _accepted_zarr_v3_warnings():
-            ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
-        group = zarr.open_group(path, mode="r+", zarr_format=3)
         n_epochs, n_samples = len(epochs), len(coords["sample"])
         shapes = {f"act_{l}": ((n_samples, w), ("sample", f"unit_{l}")) for l, w in enumerate(widths, 1)}
         shapes["logits"] = ((n_samples, n_classes), ("sample", "class"))
         shapes["w_out"] = ((n_classes, widths[-1]), ("class", f"unit_{len(widths)}"))
+        described = cf_attrs(["epoch", *coords, *shapes], CF_ATTRS)
+        ds = xr.Dataset(coords={"epoch": ("epoch", np.asarray(epochs, dtype=np.int64), described["epoch"]),
+                                **{k: ("sample", v, described[k]) for k, v in coords.items()}})
+        ds.attrs.update(attrs, n_complete=0, complete=0, n_layers=len(widths), n_classes=n_classes,
+                        Conventions=CONVENTIONS)
+        with _accepted_zarr_v3_warnings():
+            ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
+        group = zarr.open_group(path, mode="r+", zarr_format=3)
         for name, (shape, dims) in shapes.items():
             group.create_array(name, shape=(n_epochs, *shape), chunks=(1, *shape), dtype=dtype,
-                               fill_value=np.nan, dimension_names=("epoch", *dims),
+                               fill_value=np.nan, dimension_names=("epoch", *dims), attributes=described[name],
                                # zstd level 3: same ratio, 1.7x slower; crc32c: a flipped byte fails the read
                                compressors=(zarr.codecs.ZstdCodec(level=1), zarr.codecs.Crc32cCodec()))
         return cls(path)

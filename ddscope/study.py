@@ -20,15 +20,22 @@ import pandas as pd
 import xarray as xr
 
 from ddscope.analyses.registry import ANALYSES
-from ddscope.artifacts import ArtifactError
-from ddscope.config import ConfigError, parse_noise_tag, parse_run
+from ddscope.artifacts import CONVENTIONS, ArtifactError, cf_attrs, current_names
+from ddscope.config import ConfigError, layer_widths, parse_noise_tag, parse_run
 from ddscope.storage import open_netcdf, open_zarr, s3_storage_options
 
 RUN_DIMS = ("model", "noise", "loss", "seed")
-# Variables whose names are taken by a run dim or a run coordinate (a Dataset cannot hold both):
-# curves' `loss` is the plain cross-entropy of each split (attr splits_loss), not the training loss `loss` dim.
-RENAMED = {("curves", "loss"): "cross_entropy", ("large_activation", "width"): "layer_width"}
 RUN_COORDS = (*RUN_DIMS, "depth", "width", "rate", "kind")
+RUN_COORDS_CF_ATTRS = {
+    "model": ("model", "1"),
+    "noise": ("label noise", "1"),
+    "loss": ("training loss", "1"),
+    "seed": ("seed", "1"),
+    "depth": ("depth (hidden layers + 1)", "1"),
+    "width": ("width of the widest hidden layer", "1"),
+    "rate": ("label-noise rate", "1"),
+    "kind": ("label-noise kind", "1"),
+}
 # attrs that name one run or one file; all other attrs are kept where every run agrees on them
 PER_RUN_ATTRS = ("run", "run_model", "run_noise", "run_loss", "run_seed", "content_sha256",
                  "train_config", "train_config_sha256")
@@ -90,13 +97,13 @@ def study_runs(location: _Location) -> dict[str, set[str]]:
 
 
 def hidden_sizes(location: _Location, model: str, runs: list[str], curves: dict[str, xr.Dataset]) -> list[int]:
-    """A model's hidden layer widths: from the training config recorded in one of its runs' curves.nc, else
+    """A model's recorded layer widths (an MLP's hidden layers, a conv net's or transformer's blocks): from the training config recorded in one of its runs' curves.nc, else
     from the act_<l> unit dims of an activations store. Never from the study's config, which a study copied
     to S3 need not have beside it (and which may have changed since the runs were trained)."""
     runs = [r for r in runs if parse_run(r)["model"] == model]
     for run in runs:
         if run in curves and "train_config" in curves[run].attrs:
-            return [int(h) for h in json.loads(curves[run].attrs["train_config"])["hidden"]]
+            return [int(h) for h in layer_widths(json.loads(curves[run].attrs["train_config"]))]
     for run in runs:
         try:
             acts = open_zarr(location.file(f"runs/{run}/activations.zarr"), location.options)
@@ -133,10 +140,7 @@ def join_runs(node: str, datasets: dict[str, xr.Dataset]) -> xr.Dataset:
     file). Padded integer variables become floats. One concat, not a merge per run: 10x faster at 200 runs."""
     parts = []
     for run, ds in datasets.items():
-        names = {old: new for (n, old), new in RENAMED.items() if n == node and old in ds.variables}
-        ds = ds.rename(names)
-        for old, new in names.items():
-            ds[new].attrs["file_name"] = old  # the name in the run's own file
+        ds = current_names(ds, node)  # an older file's `loss` / `width`
         clash = set(ds.variables) & set(RUN_COORDS)
         if clash:
             raise ArtifactError(f"{node} of {run}: variable {sorted(clash)[0]!r} has the name of a run coordinate")
@@ -186,8 +190,12 @@ def open_study(path_or_url: str | Path, storage_options: dict | None = None) -> 
             continue
         files = curves if node == "curves" else location.netcdfs(
             {run: f"metrics/{run}/{node}.nc" for run in sorted(runs_by_node[node])})
-        nodes[node] = join_runs(node, files).reindex(grid).assign_coords(coords)
-    root = xr.Dataset(attrs={"study": location.url.rsplit("/", 1)[-1], "study_root": location.url})
+        ds = join_runs(node, files).reindex(grid).assign_coords(coords)
+        for name, attrs in cf_attrs(RUN_COORDS, RUN_COORDS_CF_ATTRS).items():
+            ds[name].attrs.update(attrs)
+        nodes[node] = ds
+    root = xr.Dataset(attrs={"study": location.url.rsplit("/", 1)[-1], "study_root": location.url,
+                             "Conventions": CONVENTIONS})
     return xr.DataTree.from_dict({"/": root, **nodes})
 
 

@@ -139,7 +139,7 @@ def make_curves(epochs=None, test_error=((0, 0.9), (20, 0.3), (80, 0.45), (150, 
     loss = -np.log(np.clip(accuracy, 1e-3, 1.0))
     loss[:, -1] = 3.0 * err
     return xr.Dataset(
-        {"loss": (("epoch", "split"), loss.astype(np.float32)),
+        {"cross_entropy": (("epoch", "split"), loss.astype(np.float32)),
          "accuracy": (("epoch", "split"), accuracy.astype(np.float32))},
         coords={"epoch": epochs, "split": SPLITS},
     )

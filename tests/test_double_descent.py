@@ -29,9 +29,9 @@ RECOVERS = ((0, 0.9), (20, 0.3), (80, 0.45), (150, 0.3))
 def with_test_loss(curves: xr.Dataset, knots) -> xr.Dataset:
     """A copy of `curves` whose test loss is piecewise linear through the (epoch, loss) knots."""
     knots = np.asarray(knots, dtype=np.float64)
-    loss = curves["loss"].copy()
+    loss = curves["cross_entropy"].copy()
     loss.loc[{"split": "test"}] = np.interp(curves["epoch"].values, knots[:, 0], knots[:, 1])
-    return curves.assign(loss=loss)
+    return curves.assign(cross_entropy=loss)
 
 
 def test_defaults_match_schema():
@@ -230,10 +230,16 @@ def test_rise_without_recovery_is_not_double_descent():
     assert not bool(ds.double_descent_test_error) and not bool(ds.double_descent_test_loss)
 
 
+def test_an_older_curves_file_with_loss_gives_the_same_result():
+    curves = with_test_loss(make_curves(), ((0, 2.3), (35, 1.0), (80, 4.0), (150, 2.0)))
+    older = curves.rename_vars(cross_entropy="loss")  # curves.nc before the rename
+    xr.testing.assert_identical(extract_double_descent(older, PARAMS), extract_double_descent(curves, PARAMS))
+
+
 def test_all_nan_curves_give_nan_and_no_flags():
     curves = make_curves()
     curves = curves.assign(accuracy=curves.accuracy.where(curves.split != "test"),
-                           loss=curves.loss.where(curves.split != "test"))
+                           cross_entropy=curves.cross_entropy.where(curves.split != "test"))
     ds = extract_double_descent(curves, PARAMS)
     assert all(np.isnan(ds[name]) for name in ("dd_depth", "test_loss_recovery", "phase1_end", "phase2_end",
                                                "test_error_fall_after_fit"))

@@ -145,7 +145,7 @@ def test_flipped_study_artifacts_stop_their_readers_with_one_line(tmp_path):
     chunk = next((root / "runs" / RUN / "activations.zarr" / "act_1" / "c").glob("3/0/0"))
     flip(chunk, chunk.stat().st_size // 2)
     curves = root / "runs" / RUN / "curves.nc"
-    flip(curves, data_offset(curves, "loss"))
+    flip(curves, data_offset(curves, "cross_entropy"))
     result = run_snakemake(tmp_path, "--forcerun", "extract_separation", "extract_double_descent",
                            "--until", "extract_separation", "extract_double_descent", configfile=config)
     assert result.returncode != 0

@@ -52,7 +52,7 @@ def test_planted_unit_is_found_with_its_onset(acts):
 
 def test_unit_max_is_padded_per_layer(acts):
     ds = extract_large_activation(acts, make_x_probe(acts), PARAMS)
-    assert list(ds.width.values) == [16, 12, 10] and ds.sizes["unit"] == 16
+    assert list(ds.layer_width.values) == [16, 12, 10] and ds.sizes["unit"] == 16
     assert np.isnan(ds.unit_max.sel(layer=3).isel(unit=slice(10, None))).all()
     assert np.isfinite(ds.unit_max.sel(layer=3).isel(unit=slice(None, 10))).all()
     expected = np.abs(acts.act_2.values.astype(np.float32)).max(axis=1)

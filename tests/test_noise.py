@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ddscope.artifacts import LABEL_ARRAYS, ArtifactError, read_h5, read_labels, sha256_arrays, write_h5
+from ddscope.artifacts import CONVENTIONS, LABEL_ARRAYS, ArtifactError, read_h5, read_labels, sha256_arrays, write_h5
 from ddscope.config import n_flipped
 from ddscope.noise import flip_labels, make_noisy_labels, stratified_sample
 
@@ -274,7 +274,7 @@ def test_write_read_round_trip(tmp_path, label_set):
     for name in LABEL_ARRAYS:
         np.testing.assert_array_equal(got[name], arrays[name])
         assert got[name].dtype == arrays[name].dtype
-    assert got_attrs == attrs
+    assert got_attrs == {**attrs, "Conventions": CONVENTIONS}
     assert [p.name for p in path.parent.iterdir()] == ["sym30.h5"], "no temporary file left behind"
 
 

@@ -21,9 +21,9 @@ from tiny_study import TINY, write_config
 
 from ddscope.analyses.compute import open_metric
 from ddscope.analyses.registry import ANALYSES
-from ddscope.artifacts import read_netcdf
+from ddscope.artifacts import read_netcdf, write_netcdf
 from ddscope.config import parse_run
-from ddscope.study import RENAMED, RUN_DIMS, StudyError, open_activations, open_study
+from ddscope.study import RUN_COORDS, RUN_DIMS, StudyError, open_activations, open_study
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,9 @@ def test_nodes_share_one_run_grid_with_sweep_coordinates(tree, study_dir):
         assert not {"run", "run_model", "content_sha256", "train_config_sha256"} & set(ds.attrs), node
     assert tree["separation"]["layer"].values.tolist() == [1, 2, 3, 4]
     assert tree["large_activation"]["unit"].values.tolist() == list(range(24))
-    assert tree["curves"]["cross_entropy"].attrs["file_name"] == "loss"  # `loss` is the training-loss dim
+    assert tree["curves"]["cross_entropy"].attrs["units"] == "nat"  # the file's CF attributes come along
+    for node in NODES:  # and the run coordinates have their own
+        assert all(tree[node][name].attrs["long_name"] for name in RUN_COORDS), node
 
 
 def test_every_value_equals_the_runs_own_file(tree, study_dir):
@@ -106,7 +108,7 @@ def test_every_value_equals_the_runs_own_file(tree, study_dir):
             own = run_file(study_dir, node, run)
             joined = tree[node].to_dataset().sel({d: labels[d] for d in RUN_DIMS})
             for name, var in own.data_vars.items():
-                got = joined[RENAMED.get((node, name), name)]
+                got = joined[name]
                 assert set(got.dims) == set(var.dims), f"{run} {node}.{name}"
                 # the file's values at their coordinates...
                 inside = got.sel({d: own[d].values for d in var.dims if d in own.coords}).transpose(*var.dims)
@@ -122,6 +124,20 @@ def test_every_value_equals_the_runs_own_file(tree, study_dir):
     assert mlp3.sel(layer=[3, 4]).isnull().all() and mlp3.sel(layer=[1, 2]).notnull().all()
     unit_max = tree["large_activation"]["unit_max"]
     assert unit_max.sel(model="mlp3", unit=slice(16, None)).isnull().all()
+
+
+def test_older_files_open_under_todays_names(tree, study_dir, tmp_path):
+    """A study from before the renames (curves.nc `loss`, large_activation.nc `width`) opens as today's."""
+    study = copy_tables(study_dir, tmp_path / "results" / "tiny")
+    run = RUNS[0]
+    for path, new, old in [(study / "runs" / run / "curves.nc", "cross_entropy", "loss"),
+                           (study / "metrics" / run / "large_activation.nc", "layer_width", "width")]:
+        write_netcdf(read_netcdf(path).rename_vars({new: old}), path)
+        assert old in xr.open_dataset(path).data_vars
+    older = open_study(study)
+    for node in ("curves", "large_activation"):
+        xr.testing.assert_identical(older[node].to_dataset(), tree[node].to_dataset())
+    assert "layer_width" in open_metric(study / "metrics" / run / "large_activation.nc")
 
 
 def test_a_missing_combination_is_nan_and_the_rest_is_kept(study_dir, tmp_path):

@@ -175,6 +175,16 @@ def test_sweep_dataset(study):
     assert ds.break_fit_below.values.tolist() == [True, False] and np.isnan(float(ds.test_break))
 
 
+def test_every_file_describes_every_variable(study):
+    """CF long_name and units on every variable and coordinate, Conventions on every file (as the noisy-label
+    study's, tests/test_outputs.py)."""
+    from test_outputs import study_files, undescribed
+
+    files = study_files(study / ROOT / "threshold")
+    assert len(files) == 6  # teacher, two training sets, two runs, the sweep
+    assert {f.name: undescribed(f) for f in files if undescribed(f)} == {}
+
+
 def test_figures_and_findings(study):
     for name in ("threshold_loss", "threshold_alignment"):
         data = (study / f"{ROOT}/figures/{name}.png").read_bytes()

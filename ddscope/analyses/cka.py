@@ -35,11 +35,12 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ddscope.artifacts import netcdf_attrs
+from ddscope.artifacts import coordinates, describe, netcdf_attrs
 from ddscope.summary import per_layer_columns
 
 DEFAULT_MAX_BYTES = 1024 * 2**20
 DEGENERATE_RTOL = 1e-6
+CF_ATTRS = {**coordinates("layer", "epoch", "epoch_other"), "cka": ("linear CKA", "1")}
 
 
 # --- reference: one pair at a time --------------------------------------------------------------
@@ -204,12 +205,14 @@ def extract_cka(acts: xr.Dataset, params: dict | None = None, **kwargs) -> xr.Da
     cka = np.stack(mats).astype(np.float32) if mats else np.zeros((0, len(epochs), len(epochs)), np.float32)
     ds = xr.Dataset(
         {"cka": (("layer", "epoch", "epoch_other"), cka,
-                 {"long_name": "debiased linear CKA" if debiased else "linear CKA",
-                  "description": "CKA of the layer with itself between two recorded epochs, on all probe samples"})},
+                 {"description": "CKA of the layer with itself between two recorded epochs, on all probe samples"})},
         coords={"layer": np.arange(1, n_layers + 1), "epoch": epochs, "epoch_other": epochs},
         attrs={"analysis": "cka", "samples": "all probes (clean, noisy, test)",
                "n_samples": int(acts.sizes["sample"]), **netcdf_attrs(params), "debiased": int(debiased)},
     )
+    ds = describe(ds, CF_ATTRS)
+    if debiased:  # the estimator is part of what the axis shows
+        ds["cka"].attrs["long_name"] = "debiased linear CKA"
     return ds
 
 

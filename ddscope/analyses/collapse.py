@@ -63,7 +63,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ddscope.artifacts import netcdf_attrs
+from ddscope.artifacts import coordinates, describe, netcdf_attrs
 from ddscope.analyses.stats import class_means, trend_start_epoch
 from ddscope.analyses.activations import subsets
 
@@ -72,6 +72,22 @@ VARIABLES = ("nc1", "nc1_clean", "memorization_normalized", "dilation_normalized
              "nc4")
 DEFAULTS = {"pinv_rcond": 1e-6}
 CHUNK_BYTES = 256 * 2**20
+CF_ATTRS = {
+    **coordinates("epoch", "class"),
+    "nc1": ("NC1: within- over between-class variability", "1"),
+    "nc1_clean": ("NC1 of the clean probes", "1"),
+    "memorization_normalized": ("memorization (scale-normalised)", "1"),
+    "dilation_normalized": ("dilation (scale-normalised)", "1"),
+    "memorization_sum": ("memorization (official code: summed distances)", "1"),
+    "dilation_std_mean": ("dilation (official code), mean over classes", "1"),
+    "noisy_clean_distance_ratio": ("noisy / clean distance to the class's clean mean", "1"),
+    "nc2_equinorm": ("NC2 equinorm: std / mean of class-mean norms", "1"),
+    "nc2_equiangle": ("NC2 equiangularity: std of class-mean cosines", "1"),
+    "nc2_maxangle": ("NC2 max-angle: mean |cos + 1/(K-1)|", "1"),
+    "nc3": ("NC3: distance of classifier and class means", "1"),
+    "nc4": ("NC4: agreement with the nearest class centre", "1"),
+    "dilation_std": ("dilation (official code: std of distances)", "1"),
+}
 
 
 def nc1(h: np.ndarray, y: np.ndarray, n_classes: int, rcond: float = 1e-6) -> np.ndarray:
@@ -314,12 +330,13 @@ def extract_collapse(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset
     data["dilation_std"] = (("epoch", "class"), np.concatenate(results["dilation_std"]).astype(np.float64),
                             {"description": "dilation as in the official Memorization-Dilation code: per class, std "
                                             "(ddof 0) of the clean probes' distances to their class's clean mean"})
-    return xr.Dataset(
+    ds = xr.Dataset(
         data, coords={"epoch": epochs, "class": np.arange(n_classes)},
         attrs={"analysis": "collapse", "layer": n_layers, "labels": "assigned",
                "samples": "train probes (clean + noisy)",
                "n_train": int(train.size), "n_noisy": int(noisy.sum()), **netcdf_attrs(params)},
     )
+    return describe(ds, CF_ATTRS)
 
 
 def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:

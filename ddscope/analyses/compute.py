@@ -14,7 +14,7 @@ import xarray as xr
 
 from ddscope.analyses.activations import corrupted_chunks_reported, open_activations, probe_inputs
 from ddscope.analyses.registry import ANALYSES, analysis_module
-from ddscope.artifacts import ArtifactError, read_netcdf, write_netcdf
+from ddscope.artifacts import ArtifactError, current_names, read_netcdf, write_netcdf
 from ddscope.config import parse_run
 
 
@@ -55,8 +55,10 @@ def write_metric(ds: xr.Dataset, path: str | Path) -> None:
 
 
 def open_metric(path: str | Path, train_config_sha256: str | None = None) -> xr.Dataset:
-    """Load a metric file (content hash checked); with a hash, refuse one computed from another version of the run."""
+    """Load a metric file (content hash checked, an older file's variables under today's names); with a hash,
+    refuse one computed from another version of the run."""
     ds = read_netcdf(path)
+    ds = current_names(ds, ds.attrs.get("analysis", ""))
     if train_config_sha256 and ds.attrs.get("train_config_sha256") != train_config_sha256:
         raise ArtifactError(f"{path}: computed from another version of run {ds.attrs.get('run')}; rerun its extract job")
     return ds

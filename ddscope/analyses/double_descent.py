@@ -57,6 +57,8 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
+
+from ddscope.artifacts import coordinates, current_names, describe
 from ddscope.summary import scalar_columns
 
 DEFAULT_PARAMS = {"smooth_window": 5, "min_depth": 0.01, "min_depth_loss": 0.05, "min_recovery": 0.5,
@@ -222,6 +224,45 @@ DESCRIPTIONS = {
 }
 
 
+def _curve_cf_attrs(curve: str, what: str, units: str) -> dict[str, tuple[str, str]]:
+    """long_name and units of the CURVE_FIELDS of one curve (`what` names it on an axis)."""
+    fields = {
+        "min_epoch": (f"epoch of the first {what} minimum", "epoch"),
+        "min": (f"first {what} minimum (smoothed)", units),
+        "peak_epoch": (f"epoch of the {what} peak", "epoch"),
+        "peak": (f"{what} peak (smoothed)", units),
+        "final": (f"final {what} (smoothed)", units),
+        "depth": (f"{what} rise (peak - first minimum)", units),
+        "recovery": (f"{what} fall (peak - final)", units),
+        "noise": (f"standard error of one {what} evaluation", units),
+        "fall_after_fit": (f"{what} fall after the noisy labels are fitted", units),
+        "recovery_ratio": (f"share of the {what} rise taken back after the fit", "1"),
+    }
+    return {f"{curve}_{k}": fields[k] for k in CURVE_FIELDS}
+
+
+CF_ATTRS = {
+    **coordinates("epoch"),
+    "test_error_smooth": ("test error (smoothed)", "1"),
+    "test_loss_smooth": ("test loss (smoothed)", "nat"),
+    **_curve_cf_attrs("test_error", "test error", "1"),
+    **_curve_cf_attrs("test_loss", "test loss", "nat"),
+    "t_fit_clean": ("epoch the clean labels are fitted", "epoch"),
+    "t_fit_noisy": ("epoch the noisy labels are fitted", "epoch"),
+    "t_noisy_onset": ("onset of noisy-label fitting", "epoch"),
+    "clean_learned_at_onset": ("share of the clean accuracy gain reached at the onset", "1"),
+    "phase1_end": ("end of phase 1", "epoch"),
+    "phase2_end": ("end of phase 2", "epoch"),
+    "double_descent_test_loss": ("double descent of the test loss (1 = yes)", "1"),
+    "double_descent_test_error": ("double descent of the test error (1 = yes)", "1"),
+    "regeneralises_after_fit": ("re-generalises after fitting the noisy labels (1 = yes)", "1"),
+    "benign_overfitting": ("benign overfitting (1 = yes)", "1"),
+}
+# the test error's rise and fall keep DESIGN.md's names (the interface notebooks read)
+CF_ATTRS["dd_depth"] = CF_ATTRS.pop("test_error_depth")
+CF_ATTRS["dd_recovery"] = CF_ATTRS.pop("test_error_recovery")
+
+
 def extract_double_descent(curves: xr.Dataset, params: dict) -> xr.Dataset:
     """Double-descent summary of one run's curves.nc (definitions: module docstring).
 
@@ -230,11 +271,12 @@ def extract_double_descent(curves: xr.Dataset, params: dict) -> xr.Dataset:
     sizes the noise is computed from: n_test, n_noisy (the run's noisy training samples), n_classes (default 10).
     """
     p = {**DEFAULT_PARAMS, "n_test": None, "n_noisy": None, "n_classes": 10, **(params or {})}
+    curves = current_names(curves, "curves")
     sigmas = float(p["noise_sigmas"])
     epochs = np.asarray(curves["epoch"].values)
     acc = curves["accuracy"]
     raw_error = 1.0 - np.asarray(acc.sel(split="test").values, dtype=np.float64)
-    raw_loss = np.asarray(curves["loss"].sel(split="test").values, dtype=np.float64)
+    raw_loss = np.asarray(curves["cross_entropy"].sel(split="test").values, dtype=np.float64)
     err_s = moving_average(raw_error, p["smooth_window"])
     loss_s = moving_average(raw_loss, p["smooth_window"])
     noisy_acc = np.asarray(acc.sel(split="train_noisy_assigned").values, dtype=np.float64)
@@ -284,7 +326,7 @@ def extract_double_descent(curves: xr.Dataset, params: dict) -> xr.Dataset:
                      **{k: float(p[k]) for k in DEFAULT_PARAMS if k != "smooth_window"},
                      "smooth_window": int(p["smooth_window"]),
                      **{k: int(p[k]) for k in SIZE_PARAMS if p[k]}})
-    return ds
+    return describe(ds, CF_ATTRS)
 
 
 def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:

@@ -2,7 +2,7 @@
 
 Per (epoch, layer), over all probes (clean, noisy, test):
 
-- unit_max[t, l, u] = max_s |a_l(x_s)[u]|; padded with NaN past the layer's width (`width`[layer]);
+- unit_max[t, l, u] = max_s |a_l(x_s)[u]|; padded with NaN past the layer's width (`layer_width`[layer]);
 - top_value = max_u unit_max, top_unit = its argmax (first on ties), median_unit_max = median_u unit_max;
 - ratio = top_value / max(median_unit_max, median_floor). The floor (config analyses.large_activation.
   median_floor, in activation units) keeps the ratio finite when more than half of the units are dead
@@ -59,11 +59,31 @@ import xarray as xr
 
 from ddscope.analyses.epochs import spread_epoch_indices
 from ddscope.analyses.activations import layer_numbers, load, load_by_sample, probe_info
+from ddscope.artifacts import coordinates, describe
 from ddscope.summary import per_layer_columns
 
 DEFAULT_PARAMS = {"ratio_threshold": 10.0, "n_epochs": 8, "ridge_alpha": 1.0, "cv_folds": 5, "median_floor": 1e-3}
 TARGETS = ("assigned", "original", "predicted")
 TYPICAL_UNITS = 8
+CF_ATTRS = {
+    **coordinates("epoch", "layer"),
+    "unit": ("hidden unit", "1"),
+    "analysed_epoch": ("analysed training epoch", "epoch"),
+    "target": ("label the unit is tested against", "1"),
+    "unit_max": ("max |activation| over the probes", "1"),
+    "layer_width": ("layer width", "1"),
+    "top_value": ("largest unit's max |activation|", "1"),
+    "top_unit": ("largest unit", "1"),
+    "median_unit_max": ("median unit's max |activation|", "1"),
+    "ratio": ("largest / median unit's max |activation|", "1"),
+    "onset_epoch": ("first epoch with ratio >= ratio_threshold", "epoch"),
+    "analysed_top_unit": ("largest unit at the analysed epoch", "1"),
+    "input_r2": ("cross-validated ridge R² of the largest unit on the input", "1"),
+    "output_eta2": ("correlation ratio η² of the largest unit with the label", "1"),
+    "output_r2": ("cross-validated ridge R² of the largest unit on the one-hot label", "1"),
+    "typical_input_r2": ("cross-validated ridge R² of typical units on the input", "1"),
+    "typical_output_r2": ("cross-validated ridge R² of typical units on the one-hot label", "1"),
+}
 
 
 def ridge_cv_r2(x: np.ndarray, y: np.ndarray, alpha: float, n_folds: int) -> np.ndarray:
@@ -197,7 +217,7 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
     ds = xr.Dataset(
         {
             "unit_max": (("epoch", "layer", "unit"), unit_max),
-            "width": (("layer",), np.asarray(widths, dtype=np.int64)),
+            "layer_width": (("layer",), np.asarray(widths, dtype=np.int64)),
             "top_value": (("epoch", "layer"), top_value.astype(np.float32)),
             "top_unit": (("epoch", "layer"), top_unit),
             "median_unit_max": (("epoch", "layer"), median.astype(np.float32)),
@@ -233,7 +253,7 @@ def extract_large_activation(acts: xr.Dataset, x_probe: np.ndarray, params: dict
         "n_train_probes": int(train.sum()),
         "input_dim": int(x.shape[1]),
     })
-    return ds
+    return describe(ds, CF_ATTRS)
 
 
 def typical_units(unit_max: np.ndarray, n: int) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ddscope.artifacts import netcdf_attrs
+from ddscope.artifacts import coordinates, describe, netcdf_attrs
 from ddscope.analyses.activations import subsets
 from ddscope.analyses.epochs import spread_epoch_indices
 from ddscope.optim import adam_moments, adam_step
@@ -32,6 +32,12 @@ from ddscope.summary import per_layer_columns
 
 TARGETS = ("clean", "test", "noisy_original", "noisy_assigned")
 DEFAULTS = {"n_epochs": 8, "steps": 300, "lr": 0.02, "l2": 1e-4}
+CF_ATTRS = {
+    **coordinates("epoch", "epoch_other", "layer"),
+    "target": ("probes and labels the accuracy is measured on", "1"),
+    "probe_accuracy": ("linear-probe accuracy", "1"),
+    "agreement": ("linear-probe agreement between two epochs", "1"),
+}
 
 
 def _standardise(x: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
@@ -123,7 +129,7 @@ def extract_probes(acts: xr.Dataset, params: dict | None = None, device="cpu") -
         acc[:, layer - 1, 3] = _accuracy(pred, y_assigned, noisy)
         agree[layer - 1] = agreement(pred[:, test])
 
-    return xr.Dataset(
+    ds = xr.Dataset(
         {
             "probe_accuracy": (("epoch", "layer", "target"), acc.astype(np.float32),
                                {"description": "accuracy of the layer's linear probe (trained on clean probes, "
@@ -138,6 +144,7 @@ def extract_probes(acts: xr.Dataset, params: dict | None = None, device="cpu") -
                "train_samples": "clean probes, original labels", "n_train": int(clean.sum()), "n_test": int(test.sum()),
                **netcdf_attrs(params)},
     )
+    return describe(ds, CF_ATTRS)
 
 
 def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:

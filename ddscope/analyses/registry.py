@@ -5,8 +5,9 @@ Imported by the rules when the workflow loads: keep it free of numpy, xarray and
 ANALYSES: each entry says which artifact of the run the analysis reads (`curves` or `activations`), whether
 it also needs the dataset (the inputs of the probe samples), and whether it runs on torch (its job then sets
 torch's thread count; importing torch costs seconds, so the others never do). The analysis itself lives in
-ddscope/analyses/<name>.py as `extract_<name>(...)` (the dataset) and `summary_columns(ds)` (its columns of
-tables/runs.csv).
+ddscope/analyses/<name>.py as `extract_<name>(...)` (the dataset), `CF_ATTRS` (long_name and units of each of its
+variables and coordinates, ddscope.artifacts.describe; docs/outputs.md lists them) and `summary_columns(ds)` (its
+columns of tables/runs.csv).
 
 FIGURES: figures/<figure>.png, one plot_<figure> job each, drawn by ddscope.plots.FIGURE_FUNCTIONS[figure]
 from the named inputs listed (`curves`: every run's curves.nc; an analysis: every run's metric file). A figure

@@ -19,9 +19,19 @@ import xarray as xr
 
 from ddscope.analyses.activations import layer_numbers, load, load_by_sample, probe_info
 from ddscope.analyses.stats import class_means_by_epoch, cosine_to_class_means, nanmean
+from ddscope.artifacts import coordinates, describe
 
 CORRECTNESS = ("correct", "incorrect")
 REFERENCES = ("clean", "noisy")
+CF_ATTRS = {
+    **coordinates("epoch", "layer"),
+    "correctness": ("prediction of the test probes", "1"),
+    "reference": ("training probes the class mean is taken over", "1"),
+    "routing": ("cosine of test activations to their predicted class's mean", "1"),
+    "routing_margin": ("routing margin (clean - noisy)", "1"),
+    "n_correct": ("test probes predicted correctly", "1"),
+    "n_incorrect": ("test probes predicted incorrectly", "1"),
+}
 
 
 def extract_routing(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset:
@@ -63,7 +73,7 @@ def extract_routing(acts: xr.Dataset, params: dict | None = None) -> xr.Dataset:
     ds["routing_margin"].attrs["description"] = "routing[clean] - routing[noisy]"
     ds["n_correct"].attrs["description"] = "test probes predicted correctly at that epoch"
     ds.attrs.update({"analysis": "routing", "n_classes": k, "n_layers": len(layers), "n_test_probes": int(test.sum())})
-    return ds
+    return describe(ds, CF_ATTRS)
 
 
 def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:

@@ -31,9 +31,18 @@ import xarray as xr
 
 from ddscope.analyses.activations import layer_numbers, load_by_sample, probe_info
 from ddscope.analyses.stats import class_means_by_epoch, masked_cosine, nanmean, trend_start_epoch
+from ddscope.artifacts import coordinates, describe
 from ddscope.summary import per_layer_columns
 
 LABEL_KINDS = ("assigned", "original")
+CF_ATTRS = {
+    **coordinates("epoch", "layer", "class"),
+    "label_kind": ("label the noisy probes are grouped by", "1"),
+    "cos_clean_noisy": ("cosine of the clean and noisy class means", "1"),
+    "n_clean": ("clean probes per class", "1"),
+    "n_noisy": ("noisy probes per class", "1"),
+    "separation_mean": ("cosine of the clean and noisy class means, mean over classes", "1"),
+}
 
 
 def class_mean_cosine(cos_clean_noisy: xr.DataArray, label_kind: str = "assigned") -> xr.DataArray:
@@ -74,7 +83,7 @@ def extract_separation(acts: xr.Dataset, params: dict | None = None) -> xr.Datas
     ds["n_clean"].attrs["description"] = "clean probes per class"
     ds["n_noisy"].attrs["description"] = "noisy probes per class, grouped by assigned / original label"
     ds.attrs.update({"analysis": "separation", "n_classes": k, "n_layers": len(layers)})
-    return ds
+    return describe(ds, CF_ATTRS)
 
 
 def summary_columns(ds: xr.Dataset, metrics: dict) -> dict:

@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ddscope.artifacts import current_names
+
 from .runs import conditions, group_seeds, subtitle, variant_styles
 from .style import (PHASE_ALPHA, PHASES, SPLIT_STYLE, SPLITS, epoch_axis, figure_legend, finite_mean, gridlines,
                     line_band, log_y, new_figure, suptitle, title)
@@ -47,6 +49,7 @@ def _phase_note(n_ok: int, n: int) -> str:
 def plot_curves(curves: Mapping[str, xr.Dataset], double_descent: Mapping[str, xr.Dataset],
                 band: str = "std") -> Figure:
     """Loss and accuracy of the five splits over epochs, one row per model, the three phases shaded."""
+    curves = {run: current_names(ds, "curves") for run, ds in curves.items()}
     groups, conds, colors, labels = conditions(curves, "curves")
     dd_groups = group_seeds(double_descent) if double_descent else {}
     fig = new_figure(11, 1.2 + 2.7 * len(conds))
@@ -66,7 +69,7 @@ def plot_curves(curves: Mapping[str, xr.Dataset], double_descent: Mapping[str, x
             if split not in ds["split"].values:
                 continue
             color, label = SPLIT_STYLE[split]
-            line_band(ax_loss, epochs, ds["loss"].sel(split=split), band, color, label, positive=True)
+            line_band(ax_loss, epochs, ds["cross_entropy"].sel(split=split), band, color, label, positive=True)
             line_band(ax_acc, epochs, ds["accuracy"].sel(split=split), band, color, label)
         log_y(ax_loss)
         ax_loss.set_ylabel("loss (log scale)")

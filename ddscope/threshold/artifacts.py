@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ddscope.artifacts import ArtifactError, read_h5_verified, sha256_arrays
+from ddscope.artifacts import TEACHER_CF_ATTRS, TRAINING_SET_CF_ATTRS, ArtifactError, read_h5_verified, sha256_arrays
 from ddscope.threshold.keys import step_grid
 from ddscope.threshold.student import init_student, train_students
 from ddscope.threshold.sweep import run_dataset
@@ -23,8 +23,9 @@ def teacher_artifact(spec: dict) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, attrs
 
 
-TEACHER_ARRAYS = ["teacher_w", "teacher_a", "directions", "x_test", "y_test"]
-DATA_ARRAYS = ["x", "y", "noise", "seeds"]
+# the order of content_sha256; write_h5 describes the arrays from these tables
+TEACHER_ARRAYS = list(TEACHER_CF_ATTRS)
+DATA_ARRAYS = list(TRAINING_SET_CF_ATTRS)
 
 
 def read_teacher(path) -> tuple[dict[str, np.ndarray], dict]:

@@ -23,6 +23,7 @@ import math
 import numpy as np
 import xarray as xr
 
+from ddscope.artifacts import describe
 from ddscope.threshold.student import aligned_fraction, early_phase_end
 
 
@@ -134,6 +135,47 @@ def break_at_threshold(n_values, test_loss, interpolates, converged, n_threshold
             "n_below": np.unique(grid_n[below]), "n_beyond": np.unique(grid_n[beyond])}
 
 
+_STUDENT_CF_ATTRS = {
+    "seed": ("run seed", "1"),
+    "step": ("gradient step", "step"),
+    "neuron": ("student neuron", "1"),
+    "train_loss": ("training MSE", "1"),
+    "test_loss": ("test MSE against the teacher", "1"),
+}
+RUN_CF_ATTRS = {
+    **_STUDENT_CF_ATTRS,
+    "cosine": ("largest cosine with a teacher direction", "1"),
+    "neuron_norm": ("neuron norm |w_j|", "1"),
+    "a_final": ("final output weight a_j", "1"),
+}
+SWEEP_CF_ATTRS = {
+    "n": ("training-set size", "1"),
+    **_STUDENT_CF_ATTRS,
+    "final_train_loss": ("final training MSE", "1"),
+    "final_test_loss": ("final test MSE against the teacher", "1"),
+    "interpolates": ("interpolates (1 = yes)", "1"),
+    "interpolating_fraction": ("fraction of seeds that interpolate", "1"),
+    "early_step": ("end of the early phase", "step"),
+    "early_cosine": ("largest cosine with a teacher direction at the end of the early phase", "1"),
+    "aligned_fraction": ("fraction of aligned neurons at the end of the early phase", "1"),
+    "aligned_fraction_curve": ("fraction of aligned neurons", "1"),
+    "final_cosine": ("final largest cosine with a teacher direction", "1"),
+    "n_threshold": ("optimization threshold n*", "1"),
+    "n_threshold_seed": ("optimization threshold n* of one seed", "1"),
+    "final_rel_change": ("relative change of the training MSE over the last half", "1"),
+    "converged": ("converged (1 = yes)", "1"),
+    "point_converged": ("every non-interpolating run converged (1 = yes)", "1"),
+    "test_break": ("test-loss trend beyond / below n*", "1"),
+    "test_break_n": ("training-set size the trends are compared at", "1"),
+    "test_trend_below": ("test-MSE trend of the interpolating runs below n*", "1"),
+    "test_trend_beyond": ("test-MSE trend of the non-interpolating runs beyond n*", "1"),
+    "test_slope_below": ("log-log slope of the test MSE below n*", "1"),
+    "test_slope_beyond": ("log-log slope of the test MSE beyond n*", "1"),
+    "break_fit_below": ("grid point in the trend below n* (1 = yes)", "1"),
+    "break_fit_beyond": ("grid point in the trend beyond n* (1 = yes)", "1"),
+}
+
+
 def run_dataset(n: int, seeds, result: dict, attrs: dict):
     """One n's runs as an xarray Dataset over (seed, step, neuron)."""
     seeds = np.asarray(seeds, dtype=np.int64)
@@ -154,7 +196,7 @@ def run_dataset(n: int, seeds, result: dict, attrs: dict):
     ds.test_loss.attrs["description"] = "mean squared error against the noiseless teacher on the test set"
     ds.cosine.attrs["description"] = "largest cosine between each neuron's w_j and a teacher direction"
     ds.neuron_norm.attrs["description"] = "|w_j| of each neuron"
-    return ds
+    return describe(ds, RUN_CF_ATTRS)
 
 
 def build_sweep(runs: list, criteria: dict, noise_var: float, attrs: dict | None = None):
@@ -258,4 +300,4 @@ def build_sweep(runs: list, criteria: dict, noise_var: float, attrs: dict | None
         "threshold_bracketed": int(threshold_bracketed(n_values, n_threshold)),
         "interpolation_monotone": int(is_monotone(points)),
     })
-    return ds
+    return describe(ds, SWEEP_CF_ATTRS)

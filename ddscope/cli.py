@@ -1,27 +1,34 @@
 """`ddscope status <study>`: where each run stands (done, partial, running with ETA, failed, missing);
 `ddscope export <study> <out.nc|out.zarr>`: the study's joined DataTree in one file.
 
-Status reads only file names and the training logs, never the artifacts, so it answers in a moment even for
-a study that is still running (and loads nothing that training is writing). Expected mistakes are one line,
+`status --json` prints the same as one JSON object; `status --watch [SECONDS]` repeats it while the study runs.
+
+Status reads only file names, the training logs and what Snakemake leaves in .snakemake/ (its log of the last
+run, the markers of incomplete outputs, its locks), never the artifacts, so it answers in a moment even for a
+study that is still running (and loads nothing that training is writing). Snakemake's supported report of job
+state, `snakemake --summary`, builds the study's whole DAG from its config (seconds to minutes, and only with
+the same --configfile), and a logger plugin sees only runs started with it. Expected mistakes are one line,
 `ddscope: error: ...`, with exit status 2 (usage: a missing or non-study directory) or 1 (a broken artifact).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
 from base64 import urlsafe_b64encode
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ddscope.analyses.registry import ANALYSES
+from ddscope.joblog import format_duration
 
 # lines of ddscope.train's log (job_logger: "%H:%M:%S message")
 _LINE = re.compile(r"^(\d\d):(\d\d):(\d\d) (.*)$")
 _EPOCH = re.compile(r"^epoch (\d+)/(\d+) .*?(?:\| ([\d.]+) s/epoch)?")
-_START = re.compile(r"^(\S+: \d+ samples, batch|resuming from epoch)")  # a (re)start: earlier lines are stale
+_START = re.compile(r"^(\S+: \d+ samples, batch|(\S+: )?resuming from epoch)")  # a (re)start: earlier lines are stale
 _ERROR = re.compile(r"^(ddscope: |Traceback|\w*(Error|Exception)\b|Killed)")
 _RUN_NAME = re.compile(r"[a-z][a-z0-9_]*-[a-z]+[0-9.]+-[a-z]+-s[0-9]+")
 STALLED_AFTER_S = 600  # no log line for this long (and 10 epochs' time): say the job may have died
@@ -41,12 +48,6 @@ class RunStatus:
     state: str  # done | partial | running | failed | missing
     detail: str = ""
     eta_s: float | None = None
-
-
-def format_duration(seconds: float) -> str:
-    m, s = divmod(int(round(max(seconds, 0))), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def training_progress(log_text: str, now: float, written_at: float) -> dict:
@@ -158,8 +159,11 @@ def run_status(study: Path, run: str, workdir: Path | None, failed_by_snakemake:
     return RunStatus(run, "running", detail, eta)
 
 
-def status_lines(study: Path, config: Path | None = None, now: float | None = None) -> list[str]:
-    """One line per run (state, details), then a summary line."""
+STATES = ("done", "partial", "running", "failed", "missing")
+
+
+def study_status(study: Path, config: Path | None = None, now: float | None = None) -> list[RunStatus]:
+    """Every run of the study (on disk, plus those `config` asks for), with its state."""
     runs = listed_runs(study)
     if config is not None:
         runs |= set(config_runs(config, study))
@@ -169,32 +173,60 @@ def status_lines(study: Path, config: Path | None = None, now: float | None = No
     now = time.time() if now is None else now
     workdir = study_workdir(study)
     failed = snakemake_failures(workdir) if workdir else set()
-    statuses = [run_status(study, run, workdir, failed, now) for run in sorted(runs)]
+    return [run_status(study, run, workdir, failed, now) for run in sorted(runs)]
+
+
+def status_counts(statuses: list[RunStatus]) -> dict[str, int]:
+    return {state: n for state in STATES if (n := sum(s.state == state for s in statuses))}
+
+
+def status_lines(statuses: list[RunStatus]) -> list[str]:
+    """One line per run (state, details), then a summary line."""
     width = max(len(s.run) for s in statuses)
     lines = [f"{s.run:<{width}}  {s.state:<7}  {s.detail}".rstrip() for s in statuses]
-    counts = {state: sum(s.state == state for s in statuses) for state in
-              ("done", "partial", "running", "failed", "missing")}
-    summary = f"{len(statuses)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+    summary = f"{len(statuses)} runs: " + ", ".join(f"{n} {state}" for state, n in status_counts(statuses).items())
     etas = [s.eta_s for s in statuses if s.eta_s is not None]
     if etas:
         summary += f"; training ends in {format_duration(max(etas))} (slowest running run)"
     return lines + [summary]
 
 
+def status_json(study: Path, statuses: list[RunStatus]) -> str:
+    """The same as status_lines, for scripts: {study, runs: [{run, state, detail, eta_s}], counts, eta_s}."""
+    etas = [s.eta_s for s in statuses if s.eta_s is not None]
+    return json.dumps({"study": str(study), "runs": [asdict(s) for s in statuses], "counts": status_counts(statuses),
+                       "eta_s": max(etas) if etas else None}, indent=1)
+
+
+def snakemake_active(study: Path) -> bool:
+    """A Snakemake holds the study's working directory (its lock files exist while it runs)."""
+    workdir = study_workdir(study)
+    locks = workdir / ".snakemake" / "locks" if workdir else None
+    return bool(locks and locks.is_dir() and any(locks.iterdir()))
+
+
+def watch(study: Path, config: Path | None, every_s: float, as_json: bool) -> None:
+    """Print the status every `every_s` seconds while a run trains or a Snakemake holds the study (or Ctrl-C)."""
+    while True:
+        statuses = study_status(study, config)
+        text = status_json(study, statuses) if as_json else "\n".join(status_lines(statuses))
+        if sys.stdout.isatty() and not as_json:
+            text = "\033[H\033[J" + time.strftime("%H:%M:%S\n") + text  # redraw in place
+        print(text, flush=True)
+        if not any(s.state == "running" for s in statuses) and not snakemake_active(study):
+            return
+        time.sleep(every_s)
+
+
 def config_runs(path: Path, study: Path) -> list[str]:
-    """Every run a config (a whole study, as `snakemake --configfile` takes it) asks for; refuses the config
-    of another study (its runs would all show as missing)."""
-    import yaml
+    """Every run a config asks for (layered over the default study, as `snakemake --configfile` takes it);
+    refuses the config of another study (its runs would all show as missing)."""
+    from ddscope.config import ConfigError, run_names, study_config, validate_config
 
-    from ddscope.config import ConfigError, run_names, validate_config
-
-    schema = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
     try:
-        config = validate_config(yaml.safe_load(Path(path).read_text()) or {}, schema)
-    except OSError as error:
-        raise CliError(f"{path}: cannot read the config ({error.strerror})") from None
-    except (ConfigError, yaml.YAMLError) as error:
-        raise CliError(f"{path}: {str(error).splitlines()[0]}") from None
+        config = validate_config(study_config([path]))
+    except ConfigError as error:
+        raise CliError(str(error).splitlines()[0]) from None
     if config["study"] != study.resolve().name:
         raise CliError(f"{path} is the config of study {config['study']!r}, not of {study}")
     return run_names(config)
@@ -217,11 +249,17 @@ def export(study: str, out: Path) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ddscope import __version__
+
     parser = argparse.ArgumentParser(prog="ddscope", description="Inspect a ddscope study (results/<study>).")
+    parser.add_argument("--version", action="version", version=f"ddscope {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     status = sub.add_parser("status", help="each run's state and ETA, then a summary line")
     status.add_argument("study", type=Path, help="the study directory, results/<study>")
     status.add_argument("--config", type=Path, help="also list the runs this config asks for (not started: missing)")
+    status.add_argument("--json", action="store_true", help="machine-readable: one JSON object")
+    status.add_argument("--watch", type=float, nargs="?", const=10.0, metavar="SECONDS",
+                        help="repeat every SECONDS (default 10) until no run is running or partial")
     out = sub.add_parser("export", help="write the study as one DataTree file (.nc or .zarr)")
     out.add_argument("study", help="the study directory or an s3://bucket/prefix URL")
     out.add_argument("out", type=Path, help="out.nc or out.zarr")
@@ -237,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             if not args.study.is_dir():
                 raise CliError(f"{args.study}: no such directory")
-            print("\n".join(status_lines(args.study, args.config)))
+            if args.watch is not None:
+                watch(args.study, args.config, args.watch, args.json)
+            else:
+                statuses = study_status(args.study, args.config)
+                print(status_json(args.study, statuses) if args.json else "\n".join(status_lines(statuses)))
         else:
             from ddscope.study import StudyError
 
@@ -249,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         print(f"ddscope: error: {error}", file=sys.stderr)
         return error.code
+    except KeyboardInterrupt:  # the way out of --watch
+        return 0
     except (ArtifactError, OSError) as error:  # a broken artifact; S3 refusing access; a full disk
         print(f"ddscope: error: {error}", file=sys.stderr)
         return 1

@@ -14,15 +14,32 @@ from .data import DatasetError
 EXPECTED_ERRORS = (ArtifactError, ConfigError, DatasetError)
 
 
+def format_duration(seconds: float) -> str:
+    """`2m14s`, `1h05m`: an ETA or a run time, as the progress lines and `ddscope status` print it."""
+    m, s = divmod(int(round(max(seconds, 0))), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+# `log.info(msg, extra=LOG_FILE_ONLY)`: a detail for the job's log file (every epoch), kept off the terminal,
+# where parallel jobs interleave; `extra=TERMINAL_ONLY`: a short progress line the log file holds in full already
+LOG_FILE_ONLY = {"ddscope_to": "file"}
+TERMINAL_ONLY = {"ddscope_to": "terminal"}
+
+
 def job_logger(log_path: str | Path | None, name: str = "ddscope") -> logging.Logger:
+    """Log to stderr (the terminal under a local Snakemake) and, if given, to the rule's log file."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.handlers.clear()
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stderr)]
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.addFilter(lambda record: getattr(record, "ddscope_to", "terminal") == "terminal")
+    handlers = [terminal]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="a"))
+        handlers[-1].addFilter(lambda record: getattr(record, "ddscope_to", "file") == "file")
     for h in handlers:
         h.setFormatter(fmt)
         logger.addHandler(h)

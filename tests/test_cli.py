@@ -5,6 +5,7 @@ ddscope.cli.main, plus one call of the installed console script.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import xarray as xr
 import yaml
 from test_study import CONFIG, RUNS, copy_tables, tiny_study_dir
 
+import ddscope
 from ddscope.cli import format_duration, main, training_progress
 from ddscope.study import open_study
 
@@ -51,6 +53,12 @@ def status(capsys, *args) -> tuple[int, list[str], str]:
     code = main(["status", *map(str, args)])
     out, err = capsys.readouterr()
     return code, out.splitlines(), err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"ddscope {ddscope.__version__}\n"
 
 
 def test_progress_and_eta_come_from_the_log_timestamps():
@@ -112,6 +120,18 @@ def test_status_in_every_state(study_dir, tmp_path, capsys):
     assert states[killed][0] == "failed" and states[killed][1].startswith("killed at epoch 5/12")
     assert states["mlp5-sym30-ce-s6"] == ["missing"]
     assert lines[-1].startswith("9 runs: 3 done, 1 partial, 1 running, 3 failed, 1 missing; training ends in 1m")
+
+    # --json: the same states, for scripts
+    code, out, err = status(capsys, study, "--config", config, "--json")
+    report = json.loads("\n".join(out))
+    assert code == 0 and err == "" and report["study"] == str(study)
+    assert {r["run"]: r["state"] for r in report["runs"]} == {run: v[0] for run, v in states.items()}
+    assert report["counts"] == {"done": 3, "partial": 1, "running": 1, "failed": 3, "missing": 1}
+    assert 75 <= report["eta_s"] <= 80 and report["runs"][0].keys() == {"run", "state", "detail", "eta_s"}
+    # --watch repeats while a run trains: here its log is stale, so one sweep after it stops
+    (logs / f"{running}.log").write_text("\n".join(training_log(running, 12)) + f"\n10:02:01 {running}: done\n")
+    code, out, err = status(capsys, study, "--watch", "0.01", "--json")
+    assert code == 0 and err == "" and json.loads("\n".join(out))["counts"].get("running") is None
 
 
 @pytest.mark.slow

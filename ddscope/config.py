@@ -140,6 +140,68 @@ def dataset_sizes(dataset: dict) -> tuple[int, int]:
 
 
 N_CLASSES = {"mnist1d": 10, "cifar10": CIFAR10_SIZES["classes"]}
+# a sample as the networks see it: channels, then positions (MNIST-1D: a 1-D signal; CIFAR-10: an image);
+# datasets store it flat, channel-major
+INPUT_SHAPE = {"mnist1d": (1, 40), "cifar10": (3, 32, 32)}
+
+# --- model entries: {arch: mlp, hidden: [...]} (arch may be left out), cnn, resnet18, vit -------------------
+
+ARCH_KEYS = {  # required keys, then optional ones, of each architecture's model entry
+    "mlp": (("hidden",), ()),
+    "cnn": (("width",), ()),
+    "resnet18": (("width",), ()),
+    "vit": (("width", "depth", "heads", "patch"), ("pool", "mlp_ratio")),
+}
+
+
+def model_arch(entry: dict) -> str:
+    return entry.get("arch", "mlp")
+
+
+def layer_widths(entry: dict) -> list[int]:
+    """Units of each recorded layer of a model entry (ddscope.models: a block's output, pooled)."""
+    arch, k = model_arch(entry), entry.get("width")
+    if arch == "mlp":
+        return list(entry["hidden"])
+    if arch == "cnn":
+        return [k, 2 * k, 4 * k, 8 * k]
+    if arch == "resnet18":
+        return [k, k, 2 * k, 2 * k, 4 * k, 4 * k, 8 * k, 8 * k]
+    return [k] * entry["depth"]  # vit
+
+
+def model_spec(entry: dict) -> dict:
+    """What a run's training spec (and so its fingerprint) holds of its model: an MLP's `hidden` alone, so
+    that MLP runs keep the fingerprint they had before other architectures; otherwise `arch` and its keys."""
+    arch = model_arch(entry)
+    if arch == "mlp":
+        return {"hidden": list(entry["hidden"])}
+    return {"arch": arch, **{k: entry[k] for k in sum(ARCH_KEYS[arch], ()) if k in entry}}
+
+
+def model_depth(entry: dict) -> int:
+    """Recorded layers + the classifier: mlp3 has 3 (as its name says), the 5-layer CNN 5, a ResNet-18 9."""
+    return len(layer_widths(entry)) + 1
+
+
+def _check_model(name: str, entry: dict, dataset: str) -> None:
+    arch = model_arch(entry)
+    required, optional = ARCH_KEYS[arch]
+    for key in required:
+        if key not in entry:
+            raise ConfigError(f"models.{name}.{key}: required key is missing (arch {arch} needs "
+                              f"{', '.join(required)})")
+    for key in entry:
+        if key != "arch" and key not in required + optional:
+            raise ConfigError(f"models.{name}.{key}: not a key of arch {arch} (its keys: "
+                              f"{', '.join(required + optional)})")
+    positions = INPUT_SHAPE[dataset][1:]
+    if arch == "vit":
+        if entry["width"] % entry["heads"]:
+            raise ConfigError(f"models.{name}.heads: {entry['heads']} does not divide width {entry['width']}")
+        if any(n % entry["patch"] for n in positions):
+            raise ConfigError(f"models.{name}.patch: {entry['patch']} does not divide the {dataset} input "
+                              f"({' × '.join(map(str, positions))})")
 
 
 def split_sizes(config: dict, run: str) -> dict:
@@ -189,24 +251,44 @@ def has_noisy_label_study(config: dict) -> bool:
 
 # --- sweeps: a family of models over a depth × width grid -----------------------------------------
 
+SWEEP_ARCHS = ("cnn", "resnet18", "vit")  # families that name an architecture; any other family is an MLP prefix
 
-def sweep_model_name(family: str, depth: int, width: int) -> str:
-    """`mlp3w512`: the family, its depth (linear layers, as in mlp3), `w` and the width of every hidden layer."""
-    return f"{family}{depth}w{width}"
+
+def sweep_model_name(family: str, depth: int | None, width: int) -> str:
+    """`mlp3w512`: the family, its depth (linear layers, as in mlp3), `w` and the width of every hidden layer;
+    `cnnw16`, `resnet18w8` (fixed depth); `vit4w64` (4 blocks of width 64)."""
+    return f"{family}w{width}" if family in ("cnn", "resnet18") else f"{family}{depth}w{width}"
 
 
 def sweep_hidden(depth: int, width: int) -> list[int]:
-    """Hidden widths of a swept model: depth counts linear layers, so depth - 1 hidden ReLU layers of `width`."""
+    """Hidden widths of a swept MLP: depth counts linear layers, so depth - 1 hidden ReLU layers of `width`."""
     return [width] * (depth - 1)
 
 
-def sweep_models(config: dict) -> dict[str, dict]:
-    """name -> {depth, width} of every model of the sweep, depth-major in the config's order ({} without one)."""
+def sweep_entry(sweep: dict, depth: int | None, width: int) -> dict:
+    """The model entry of one grid point of a sweep."""
+    family = sweep["family"]
+    if family in ("cnn", "resnet18"):
+        return {"arch": family, "width": width}
+    if family == "vit":
+        return {"arch": "vit", "width": width, "depth": depth,
+                **{k: sweep[k] for k in ("heads", "patch", "pool", "mlp_ratio") if k in sweep}}
+    return {"hidden": sweep_hidden(depth, width)}
+
+
+def sweep_entries(config: dict) -> dict[str, dict]:
+    """name -> model entry of every model of the sweep, depth-major in the config's order ({} without one)."""
     sweep = config.get("sweep")
     if not sweep:
         return {}
-    return {sweep_model_name(sweep["family"], d, w): {"depth": d, "width": w}
-            for d in sweep["depths"] for w in sweep["widths"]}
+    depths = [None] if sweep["family"] in ("cnn", "resnet18") else sweep["depths"]
+    return {sweep_model_name(sweep["family"], d, w): sweep_entry(sweep, d, w) for d in depths for w in sweep["widths"]}
+
+
+def sweep_models(config: dict) -> dict[str, dict]:
+    """name -> {depth (model_depth: recorded layers + 1), width} of every model of the sweep."""
+    return {name: {"depth": model_depth(e), "width": e["width"] if "width" in e else e["hidden"][0]}
+            for name, e in sweep_entries(config).items()}
 
 
 def _expand_sweep(config: dict) -> None:
@@ -215,16 +297,25 @@ def _expand_sweep(config: dict) -> None:
     A named model with a sweep model's name is an error, unless it is the same network (so that a resolved
     config validates again unchanged).
     """
-    grid = sweep_models(config)
-    if not grid:
+    sweep = config.get("sweep")
+    if not sweep:
         return
+    family = sweep["family"]
+    if family not in ("cnn", "resnet18") and "depths" not in sweep:
+        raise ConfigError(f"sweep.depths: required key is missing (family {family} sweeps depths × widths)")
+    if family not in SWEEP_ARCHS and min(sweep["depths"]) < 2:
+        raise ConfigError(f"sweep.depths: {min(sweep['depths'])} is too shallow for an MLP (depth counts linear "
+                          "layers: at least 2, one hidden layer)")
+    for key in ("heads", "patch"):
+        if family == "vit" and key not in sweep:
+            raise ConfigError(f"sweep.{key}: required key is missing (family vit)")
     models = config.setdefault("models", {})
-    for name, g in grid.items():
-        hidden = sweep_hidden(g["depth"], g["width"])
-        if name in models and models[name]["hidden"] != hidden:
+    for name, entry in sweep_entries(config).items():
+        if name in models and models[name] != entry:
+            g = sweep_models(config)[name]
             raise ConfigError(f"models.{name}: clashes with the sweep's model of depth {g['depth']} and width "
                               f"{g['width']} (rename the model or drop that width from sweep.widths)")
-        models[name] = {"hidden": hidden}
+        models[name] = entry
 
 
 def _check_semantics(config: dict) -> None:
@@ -236,6 +327,11 @@ def _check_semantics(config: dict) -> None:
         if "threshold" not in config:
             raise ConfigError("dataset: required key is missing (or give a threshold: section for a threshold study)")
         return
+    for name, entry in config["models"].items():
+        _check_model(name, entry, config["dataset"]["name"])
+    if config["train"]["augment"] == "crop_flip" and len(INPUT_SHAPE[config["dataset"]["name"]]) != 3:
+        raise ConfigError(f"train.augment: crop_flip crops and flips images; {config['dataset']['name']} "
+                          "samples are 1-D signals (use none)")
     n_train, n_test = dataset_sizes(config["dataset"])
     epochs = config["train"]["epochs"]
     spec = config["record"]["epochs"]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import os
 
-from .config import dataset_sizes, record_epochs
+from .config import N_CLASSES as DATASET_CLASSES
+from .config import INPUT_SHAPE, dataset_sizes, layer_widths, model_arch, n_flipped, record_epochs
 
-INPUT_DIM = {"mnist1d": 40, "cifar10": 3 * 32 * 32}
+INPUT_DIM = {name: math.prod(shape) for name, shape in INPUT_SHAPE.items()}
 N_CLASSES = 10
 # throughput assumed for the runtime estimate: FLOP/s per CPU thread, FLOP/s of one GPU, and the cost of one
 # optimiser step that does not depend on its size (Python, kernel launches)
@@ -31,6 +32,59 @@ def n_parameters(in_dim: int, hidden: list[int], n_classes: int = N_CLASSES) -> 
     return sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
 
 
+def _conv_cost(c_in: int, c_out: int, kernel: int, dims: int, positions: int, bias: bool) -> tuple[int, int]:
+    """(parameters, forward FLOPs) of one convolution producing `positions` outputs per channel."""
+    weights = c_in * c_out * kernel ** dims
+    return weights + bias * c_out, 2 * weights * positions
+
+
+def _halved(positions: tuple[int, ...], ceil: bool) -> tuple[int, ...]:
+    """Positions per dimension after a pool of 2 (floor) or a stride-2 conv with padding 1 (ceil)."""
+    return tuple(-(-n // 2) if ceil else n // 2 for n in positions)
+
+
+def model_cost(entry: dict, in_shape: tuple[int, ...], n_classes: int = N_CLASSES) -> tuple[int, int, int]:
+    """(parameters, forward FLOPs per sample, activation floats per sample) of a model entry (ddscope.models),
+    counting weights and the multiply-adds of linear, conv and attention layers (2 FLOPs each)."""
+    arch, k = model_arch(entry), entry.get("width")
+    channels, spatial = in_shape[0], tuple(in_shape[1:])
+    dims, in_dim = len(spatial), math.prod(in_shape)
+    if arch == "mlp":
+        widths = [in_dim, *entry["hidden"], n_classes]
+        weights = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        return n_parameters(in_dim, entry["hidden"], n_classes), 2 * weights, sum(widths)
+    last = layer_widths(entry)[-1]  # the classifier's input
+    params, flops, acts = (last + 1) * n_classes, 2 * last * n_classes, in_dim
+    if arch == "cnn":  # conv (bias) + BatchNorm per stage; stages 2-4 see the positions the previous pool left
+        c_in, pos = channels, spatial
+        for i, c in enumerate((k, 2 * k, 4 * k, 8 * k)):
+            pos = _halved(pos, ceil=False) if i in (2, 3) else pos
+            p, f = _conv_cost(c_in, c, 3, dims, math.prod(pos), bias=True)
+            params, flops, acts, c_in = params + p + 2 * c, flops + f, acts + c * math.prod(pos), c
+    elif arch == "resnet18":  # stem, then two pre-activation blocks per stage (BatchNorm on each block's input)
+        p, flops = _conv_cost(channels, k, 3, dims, math.prod(spatial), bias=False)
+        params, c_in, pos = params + p, k, spatial
+        for c, stride in ((k, 1), (2 * k, 2), (4 * k, 2), (8 * k, 2)):
+            for s in (stride, 1):
+                pos = _halved(pos, ceil=True) if s == 2 else pos
+                n = math.prod(pos)
+                for cost in (_conv_cost(c_in, c, 3, dims, n, False), _conv_cost(c, c, 3, dims, n, False),
+                             _conv_cost(c_in, c, 1, dims, n, False) if (s, c_in) != (1, c) else (0, 0)):
+                    params, flops = params + cost[0], flops + cost[1]
+                params, acts, c_in = params + 2 * (c_in + c), acts + 3 * c * n, c
+    else:  # vit: patch embedding, position embedding (and class token), pre-norm blocks, final LayerNorm
+        patch, ratio = entry["patch"], entry.get("mlp_ratio", 4)
+        tokens = math.prod(n // patch for n in spatial) + (entry.get("pool", "cls") == "cls")
+        p, f = _conv_cost(channels, k, patch, dims, tokens, bias=True)
+        params += p + tokens * k + (entry.get("pool", "cls") == "cls") * k + 2 * k  # position, class token, norm
+        flops += f
+        per_block = 4 * k * k + 4 * k + 2 * ratio * k * k + ratio * k + k + 4 * k
+        params += entry["depth"] * per_block
+        flops += entry["depth"] * tokens * (2 * (4 + 2 * ratio) * k * k + 4 * tokens * k)
+        acts += entry["depth"] * tokens * (6 + ratio) * k
+    return params, flops, acts
+
+
 def _round_mb(mb: float) -> int:
     return int(math.ceil(mb / 256) * 256)
 
@@ -40,13 +94,13 @@ def train_mem_mb(config: dict, model: str) -> int:
     one evaluation batch through every layer, and the recording of one epoch, plus the base."""
     d, t = config["dataset"], config["train"]
     n_train, n_test = dataset_sizes(d)
-    hidden = config["models"][model]["hidden"]
-    in_dim = INPUT_DIM[d["name"]]
-    data = 2 * (n_train + n_test) * in_dim * 4
-    weights = 4 * n_parameters(in_dim, hidden) * 4  # weights, gradients, Adam's two moments
+    entry = config["models"][model]
+    params, _, acts = model_cost(entry, INPUT_SHAPE[d["name"]])
+    data = 2 * (n_train + n_test) * INPUT_DIM[d["name"]] * 4
+    weights = 4 * params * 4  # weights, gradients, Adam's two moments
     n_probes = sum(config["probes"].values())
-    activations = min(t["eval_batch_size"], n_train) * (in_dim + sum(hidden) + N_CLASSES) * 4 * 3
-    recording = 4 * n_probes * (sum(hidden) + N_CLASSES) * 4  # a few epochs queued for the writer
+    activations = (min(t["eval_batch_size"], n_train) + t["batch_size"]) * acts * 4 * 3
+    recording = 4 * n_probes * (sum(layer_widths(entry)) + N_CLASSES) * 4  # a few epochs queued for the writer
     return _round_mb(BASE_MEM_MB + 1.5 * (data + weights + activations + recording) / 2**20)
 
 
@@ -55,9 +109,10 @@ def train_runtime_min(config: dict, model: str) -> int:
     throughput of the job's device, plus a per-step overhead, times a margin."""
     d, t = config["dataset"], config["train"]
     n_train, n_test = dataset_sizes(d)
-    params = n_parameters(INPUT_DIM[d["name"]], config["models"][model]["hidden"])
+    _, forward, _ = model_cost(config["models"][model], INPUT_SHAPE[d["name"]])
     n_evals = t["epochs"] // t["eval_every"] + 1
-    flops = 6 * n_train * params * t["epochs"] + 2 * (n_train + n_test) * params * n_evals
+    # a training step costs about three forward passes (the backward two)
+    flops = 3 * forward * n_train * t["epochs"] + forward * (n_train + n_test) * n_evals
     steps = math.ceil(n_train / t["batch_size"]) * t["epochs"]
     if t["gpus"] > 0:
         seconds = flops / GPU_FLOPS + steps * STEP_OVERHEAD_S["gpu"]
@@ -66,11 +121,40 @@ def train_runtime_min(config: dict, model: str) -> int:
     return int(math.ceil(RUNTIME_MARGIN * seconds / 60 + RUNTIME_FIXED_MIN))
 
 
+RECORD_ITEMSIZE = {"float16": 2, "float32": 4}
+
+
+def recorded_shape(config: dict, noise_rate: float | None = None) -> tuple[int, int]:
+    """(recorded epochs, probe samples) of one run's activations.zarr. The noisy probes are at most the run's
+    flipped labels: a run at `noise_rate` 0 has none; without a rate, every probe the config asks for."""
+    n_epochs = len(record_epochs(config["record"], config["train"]["epochs"]))
+    probes = config["probes"]
+    n_noisy = probes["noisy"]
+    if noise_rate is not None:
+        n_noisy = min(n_noisy, n_flipped(noise_rate, dataset_sizes(config["dataset"])[0]))
+    return n_epochs, probes["clean"] + n_noisy + probes["test"]
+
+
+def activation_store_bytes(config: dict, model: str, noise_rate: float | None = None) -> int:
+    """Uncompressed size of one run's activations.zarr (ddscope/recording.py) in bytes.
+
+    Per recorded epoch E: every probe's activations of every recorded layer (config.layer_widths: an MLP's
+    hidden layers) and its K logits, and the output weights once (w_out, K x width_L), at record.dtype; the probe coordinates (sample, y_assigned, y_original:
+    int64; subset: 5 characters of UTF-32) and the epochs (int64) once:
+
+        E x (probes x (sum of widths + K) + K x width_L) x itemsize + probes x (3 x 8 + 20) + E x 8
+    """
+    widths = layer_widths(config["models"][model])
+    n_classes = DATASET_CLASSES[config["dataset"]["name"]]
+    n_epochs, n_probes = recorded_shape(config, noise_rate)
+    per_epoch = n_probes * (sum(widths) + n_classes) + n_classes * widths[-1]
+    return n_epochs * per_epoch * RECORD_ITEMSIZE[config["record"]["dtype"]] + n_probes * (3 * 8 + 20) + n_epochs * 8
+
+
 def activations_mb(config: dict, model: str) -> float:
     """Size of one run's recorded activations of its widest layer over all recorded epochs, as float32."""
-    n_epochs = len(record_epochs(config["record"], config["train"]["epochs"]))
-    n_probes = sum(config["probes"].values())
-    return n_epochs * n_probes * max(config["models"][model]["hidden"]) * 4 / 2**20
+    n_epochs, n_probes = recorded_shape(config)
+    return n_epochs * n_probes * max(layer_widths(config["models"][model])) * 4 / 2**20
 
 
 def extract_mem_mb(config: dict, model: str, analysis: str) -> int:

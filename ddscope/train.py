@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,9 +21,12 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from .artifacts import ArtifactError, atomic_path, read_dataset, read_labels, write_netcdf
-from .config import EXECUTION_KEYS
-from .models import MLP, resolve_device
+from .artifacts import (CURVES_CF_ATTRS, ArtifactError, atomic_path, describe, read_dataset, read_labels,
+                        write_netcdf)
+from .config import EXECUTION_KEYS, INPUT_SHAPE, layer_widths, model_spec
+from .augment import make_augment
+from .joblog import LOG_FILE_ONLY, TERMINAL_ONLY, format_duration
+from .models import build_model, resolve_device
 from .recording import ActivationStore, probe_coords
 
 SPLITS = ("train_all", "train_clean", "train_noisy_assigned", "train_noisy_original", "test")
@@ -61,6 +65,15 @@ def _fingerprint_changes(old: dict, new: dict) -> list[str]:
     changed = [k.removesuffix("_sha256") for k in ("dataset_sha256", "labels_sha256") if old.get(k) != new[k]]
     a, b = json.loads(old.get("train_config", "{}")), json.loads(new["train_config"])
     return changed + [f"train.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def input_shape(data_attrs: dict, n_features: int) -> tuple[int, ...]:
+    """A sample's (channels, positions...) for the networks, checked against the stored feature count."""
+    shape = INPUT_SHAPE[str(data_attrs["name"])]
+    if math.prod(shape) != n_features:
+        raise ArtifactError(f"dataset {data_attrs['name']}: {n_features} features per sample, expected "
+                            f"{' × '.join(map(str, shape))}")
+    return shape
 
 
 def eval_epochs(epochs: int, every: int) -> list[int]:
@@ -118,7 +131,7 @@ def evaluate(model, d: _Data, batch_size: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def record(model, x_probe: torch.Tensor, dtype: str) -> dict[str, np.ndarray]:
-    """Probe activations (post-ReLU, every hidden layer), logits and output weights, as numpy `dtype`."""
+    """Probe activations (every recorded layer, ddscope.models), logits and output weights, as numpy `dtype`."""
     acts, logits = model.hidden_and_logits(x_probe)
     tdtype = getattr(torch, dtype)
     out = {f"act_{l}": a for l, a in enumerate(acts, 1)}
@@ -179,19 +192,22 @@ def graphed_step(model, opt, smoothing: float, device: torch.device) -> _Graphed
 
 
 def train_epoch(model, opt, x, y, batch_size: int, shuffle: torch.Generator, smoothing: float = 0.0,
-                graphed: _GraphedStep | None = None) -> None:
+                graphed: _GraphedStep | None = None, augment=None) -> None:
     """One pass over (x, y) in the order of one permutation drawn from `shuffle`; slices, no DataLoader.
 
     With `graphed` (CUDA), full batches are replayed from a CUDA graph; a last partial batch runs eagerly.
+    With `augment` (ddscope.augment), each batch is augmented first. BatchNorm trains on batch statistics and
+    is back in eval mode (running statistics) when the epoch ends.
     """
     model.train()
     perm = torch.randperm(len(x), generator=shuffle).to(x.device, non_blocking=True)
     for i in range(0, len(x), batch_size):
         idx = perm[i:i + batch_size]
+        xb = x[idx] if augment is None else augment(x[idx])
         if graphed is not None and len(idx) == batch_size:
-            graphed(x[idx], y[idx])
+            graphed(xb, y[idx])
         else:
-            _step(model, opt, x[idx], y[idx], smoothing)
+            _step(model, opt, xb, y[idx], smoothing)
     model.eval()
 
 
@@ -201,15 +217,22 @@ def _checkpoint(path: Path, **state) -> None:
 
 
 def _curves_dataset(epochs: list[int], values: np.ndarray, attrs: dict) -> xr.Dataset:
-    return xr.Dataset(
-        {"loss": (("epoch", "split"), values[:, :, 0]), "accuracy": (("epoch", "split"), values[:, :, 1])},
+    """curves.nc: cross-entropy and accuracy [epoch, split] (named as in open_study, where `loss` is a run dim)."""
+    ds = xr.Dataset(
+        {"cross_entropy": (("epoch", "split"), values[:, :, 0],
+                           {"description": "mean cross-entropy over the split (no label smoothing, also for runs "
+                                           "trained with it)"}),
+         "accuracy": (("epoch", "split"), values[:, :, 1])},
         coords={"epoch": np.asarray(epochs, dtype=np.int64), "split": list(SPLITS)}, attrs=attrs)
+    return describe(ds, CURVES_CF_ATTRS)
 
 
-def _fmt_eta(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+PROGRESS_LINES = 20  # on the terminal, one line per 5 % of a run's epochs; the log file gets every evaluation
+
+
+def progress_step(epoch: int, epochs: int) -> int:
+    """Which 1/PROGRESS_LINES of the run `epoch` completes: a terminal line is due when it grows."""
+    return epoch * PROGRESS_LINES // epochs
 
 
 def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: logging.Logger | None = None,
@@ -227,10 +250,12 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
     rec_epochs = list(spec["record_epochs"])
     ev_epochs = eval_epochs(spec["epochs"], spec["eval_every"])
 
+    in_shape = input_shape(data_attrs, d.x_train.shape[1])
     torch.manual_seed(spec["seed"])  # fixes the initialisation
-    model = MLP(d.x_train.shape[1], spec["hidden"], n_classes).to(device)
+    model = build_model(spec, in_shape, n_classes).to(device).eval()  # eval: BatchNorm's running statistics
     opt = make_optimizer(model, spec, device)
     shuffle = torch.Generator().manual_seed(spec["seed"])  # fixes the batch order
+    augment = make_augment(spec.get("augment", "none"), in_shape, spec["seed"])
     smoothing = spec["label_smoothing"] if spec["loss"] == "ls" else 0.0
 
     work_zarr, ckpt_path = paths.work / "activations.zarr", paths.work / "checkpoint.pt"
@@ -244,16 +269,18 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         shuffle.set_state(state["shuffle_rng"])
+        if augment is not None:
+            augment.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])
         start, curves = state["epoch"], state["curves"]
         store = ActivationStore(work_zarr)
         store.truncate(state["n_recorded"])
-        log.info(f"resuming from epoch {start} ({state['n_recorded']} recorded epochs kept)")
+        log.info(f"{spec['run']}: resuming from epoch {start} ({state['n_recorded']} recorded epochs kept)")
     else:
         paths.work.mkdir(parents=True, exist_ok=True)
         attrs = {"run": spec["run"], **fp, "record_dtype": spec["record_dtype"]}
         store = ActivationStore.create(work_zarr, rec_epochs, probe_coords(labels, data["y_test"]),
-                                       spec["hidden"], n_classes, spec["record_dtype"], attrs)
+                                       layer_widths(spec), n_classes, spec["record_dtype"], attrs)
         start, curves = 0, {}
         curves[0] = evaluate(model, d, spec["eval_batch_size"]).cpu().numpy()
         store.write(0, record(model, d.x_probe, spec["record_dtype"]))
@@ -264,8 +291,9 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
     log.info(f"{spec['run']}: {len(d.x_train)} samples, batch {bs}, epochs {start + 1}..{spec['epochs']} on {device}, "
              f"{torch.get_num_threads()} thread(s)")
     t_last, e_last = time.perf_counter(), start
+    shown = progress_step(start, spec["epochs"])
     for epoch in range(start + 1, spec["epochs"] + 1):
-        train_epoch(model, opt, d.x_train, d.y_assigned, bs, shuffle, smoothing, graphed)
+        train_epoch(model, opt, d.x_train, d.y_assigned, bs, shuffle, smoothing, graphed, augment)
         if epoch in rec_index:
             store.write_async(rec_index[epoch], record(model, d.x_probe, spec["record_dtype"]))
         if epoch in ev_epochs:
@@ -273,14 +301,20 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
             now = time.perf_counter()
             per_epoch = (now - t_last) / (epoch - e_last)
             t_last, e_last = now, epoch
-            c = curves[epoch]
+            c, eta = curves[epoch], format_duration(per_epoch * (spec["epochs"] - epoch))
             log.info(f"epoch {epoch}/{spec['epochs']} loss " + " ".join(f"{v:.3f}" for v in c[:, 0])
                      + " | acc " + " ".join(f"{v:.3f}" for v in c[:, 1])
-                     + f" | {per_epoch:.2f} s/epoch, ETA {_fmt_eta(per_epoch * (spec['epochs'] - epoch))}")
+                     + f" | {per_epoch:.2f} s/epoch, ETA {eta}", extra=LOG_FILE_ONLY)
+            if progress_step(epoch, spec["epochs"]) > shown:
+                shown = progress_step(epoch, spec["epochs"])
+                test_error = 1 - c[SPLITS.index("test"), 1]
+                log.info(f"[{spec['run']}] epoch {epoch}/{spec['epochs']}  test err {test_error:.3f}  "
+                         f"{per_epoch:.2f} s/epoch  ETA {eta}", extra=TERMINAL_ONLY)
         if epoch % spec["checkpoint_every"] == 0 or epoch == spec["epochs"]:
             store.wait()  # n_complete must count only epochs that are on disk
             _checkpoint(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
                         shuffle_rng=shuffle.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch,
+                        augment_rng=augment.get_state() if augment is not None else None,
                         n_recorded=store.n_complete, curves=curves, fingerprint=fp)
 
     # outputs appear only now, each atomically
@@ -288,8 +322,8 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
     epochs_done = sorted(curves)
     write_netcdf(_curves_dataset(epochs_done, np.stack([curves[e] for e in epochs_done]), attrs), paths.curves)
     with atomic_path(paths.model) as tmp:
-        torch.save({"state_dict": model.state_dict(), "in_dim": d.x_train.shape[1], "hidden": spec["hidden"],
-                    "n_classes": n_classes, **fp}, tmp)
+        torch.save({"state_dict": model.state_dict(), "in_dim": d.x_train.shape[1], "in_shape": list(in_shape),
+                    **model_spec(spec), "layer_widths": layer_widths(spec), "n_classes": n_classes, **fp}, tmp)
     store.wait()
     store.finish()
     if paths.activations.exists():

@@ -1,6 +1,8 @@
 # Shared names and helpers: every path of the study is built here.
 from ddscope.config import (
     has_noisy_label_study,
+    layer_widths,
+    model_spec,
     noise_tag,
     parse_run,
     record_epochs,
@@ -84,7 +86,8 @@ def train_spec(wildcards):
     spec = {
         "run": wildcards.run,
         "model": run["model"],
-        "hidden": config["models"][run["model"]]["hidden"],
+        # an MLP's spec is {hidden} (as before architectures had a key); other architectures give theirs
+        **model_spec(config["models"][run["model"]]),
         "loss": run["loss"],
         "seed": run["seed"],
         "record_epochs": record_epochs(config["record"], t["epochs"]),
@@ -93,6 +96,8 @@ def train_spec(wildcards):
     keys = ["epochs", "batch_size", "lr", "betas", "weight_decay", "eval_every"]
     spec.update({k: t[k] for k in keys})
     spec["label_smoothing"] = t["label_smoothing"] if run["loss"] == "ls" else 0.0
+    if t["augment"] != "none":  # absent when off: runs without it keep the fingerprint they always had
+        spec["augment"] = t["augment"]
     return spec
 
 

@@ -60,12 +60,15 @@ rule findings:
             },
         },
         ratio_threshold=config["analyses"]["large_activation"]["ratio_threshold"],
-        # hidden layers per model, ordered by (depth, width): of equally deep models the widest is "the deepest"
+        # recorded layers per model, ordered by (layers, width): of equally deep models the widest is "the deepest"
         depths={
-            m: len(spec["hidden"])
-            for m, spec in sorted(
+            m: len(layer_widths(entry))
+            for m, entry in sorted(
                 config.get("models", {}).items(),
-                key=lambda item: (len(item[1]["hidden"]), max(item[1]["hidden"])),
+                key=lambda item: (
+                    len(layer_widths(item[1])),
+                    max(layer_widths(item[1])),
+                ),
             )
         },
         sweep=SWEEP,

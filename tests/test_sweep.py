@@ -19,7 +19,7 @@ from synthetic import make_curves
 
 from ddscope import findings, plots, resources
 from ddscope.analyses.double_descent import extract_double_descent
-from ddscope.config import (ConfigError, has_noisy_label_study, parse_run, run_names, sweep_hidden, sweep_model_name,
+from ddscope.config import (ConfigError, study_config, has_noisy_label_study, parse_run, run_names, sweep_hidden, sweep_model_name,
                             sweep_models, validate_config)
 from ddscope.findings import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, SWEEP_CLAIMS, findings_rows
 from ddscope.plots import sweep as sweep_plots
@@ -103,8 +103,9 @@ def test_a_resolved_config_validates_again_unchanged():
 
 
 @pytest.mark.parametrize("change, key, fragment", [
-    ({"family": "mlp2"}, "sweep.family", "^[a-z][a-z_]*$"),
-    ({"depths": [1]}, "sweep.depths[0]", ">= 2"),
+    ({"family": "mlp2"}, "sweep.family", "^([a-z][a-z_]*|resnet18)$"),
+    ({"depths": [1]}, "sweep.depths", "at least 2"),
+    ({"depths": [0]}, "sweep.depths[0]", ">= 1"),
     ({"widths": []}, "sweep.widths", "at least 1"),
     ({"widths": [8, 8]}, "sweep.widths", "duplicate"),
     ({"widths": [0]}, "sweep.widths[0]", ">= 1"),
@@ -129,9 +130,8 @@ def test_resources_are_sized_for_generated_models():
 
 
 def test_the_model_wise_study_reaches_four_times_the_default_width():
-    config = yaml.safe_load((REPO / "configs" / "model-wise.yaml").read_text())
     default = validate(yaml.safe_load((REPO / "config.yaml").read_text()))
-    resolved = validate(config)
+    resolved = validate(study_config([REPO / "configs" / "model-wise.yaml"]))  # layered, as --configfile takes it
     assert max(resolved["sweep"]["widths"]) >= 4 * max(default["models"]["mlp7"]["hidden"])
     assert resolved["study"] == "model-wise" and sweep_models(resolved)
 

@@ -1,6 +1,7 @@
 """Training: output formats, recording correctness, kill-and-resume bit-identity, integrity checks."""
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -72,7 +73,7 @@ def test_outputs_follow_the_design(inputs, tmp_path):
     curves = xr.open_dataset(paths.curves, engine="h5netcdf")
     assert list(curves.split.values) == list(SPLITS)
     assert list(curves.epoch.values) == eval_epochs(spec["epochs"], 1)
-    assert set(curves.data_vars) == {"loss", "accuracy"}
+    assert set(curves.data_vars) == {"cross_entropy", "accuracy"}
     assert curves.attrs["labels_sha256"] and curves.attrs["dataset_sha256"]
 
     # the last recorded epoch is the final model: recorded logits equal a fresh forward pass (float16 precision)
@@ -97,9 +98,16 @@ def _train_cmd(inputs, run_dir, spec_path):
     return [sys.executable, "-m", "ddscope.train", str(dataset), str(labels_path), str(run_dir), str(spec_path)]
 
 
-def test_killed_run_resumes_bit_identical(inputs, tmp_path):
-    spec = make_spec(epochs=40, checkpoint_every=5,
-                     record_epochs=record_epochs({"epochs": {"first": 12, "log_count": 6}}, 40))
+ARCHS = {"mlp": ({}, 40), "cnn": ({"arch": "cnn", "width": 4}, 16), "resnet18": ({"arch": "resnet18", "width": 4}, 16),
+         "vit": ({"arch": "vit", "width": 16, "depth": 2, "heads": 2, "patch": 4}, 16)}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_killed_run_resumes_bit_identical(inputs, tmp_path, arch):
+    """Also for BatchNorm (running statistics in the checkpoint) and attention: every architecture on CPU."""
+    model, epochs = ARCHS[arch]
+    spec = make_spec(epochs=epochs, checkpoint_every=5, **model,
+                     record_epochs=record_epochs({"epochs": {"first": 12, "log_count": 6}}, epochs))
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -112,7 +120,7 @@ def test_killed_run_resumes_bit_identical(inputs, tmp_path):
     log = tmp_path / "b" / "train.log"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if log.exists() and "epoch 7/40" in log.read_text():
+        if log.exists() and f"epoch 7/{epochs}" in log.read_text():
             proc.send_signal(signal.SIGKILL)
             break
         time.sleep(0.002)
@@ -125,7 +133,7 @@ def test_killed_run_resumes_bit_identical(inputs, tmp_path):
 
     a = RunPaths.in_dir(tmp_path / "a")
     ca, cb = xr.open_dataset(a.curves), xr.open_dataset(b.curves)
-    assert np.array_equal(ca.loss.values, cb.loss.values) and np.array_equal(ca.accuracy.values, cb.accuracy.values)
+    assert np.array_equal(ca.cross_entropy.values, cb.cross_entropy.values) and np.array_equal(ca.accuracy.values, cb.accuracy.values)
     za, zb = open_activations(a.activations), open_activations(b.activations)
     for name in za.data_vars:
         assert np.array_equal(za[name].values, zb[name].values, equal_nan=True), name
@@ -194,7 +202,7 @@ def test_cuda_run_matches_cpu_and_resumes_identically(inputs, tmp_path, monkeypa
     train_run(inputs[0], inputs[1], gpu, spec)
     c_cpu, c_gpu = xr.open_dataset(cpu.curves), xr.open_dataset(gpu.curves)
     # same init and batch order: the curves agree up to float rounding that grows over training
-    np.testing.assert_allclose(c_gpu.loss.values[:3], c_cpu.loss.values[:3], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(c_gpu.cross_entropy.values[:3], c_cpu.cross_entropy.values[:3], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(c_gpu.accuracy.values, c_cpu.accuracy.values, atol=0.03)
     train_acc = c_gpu.accuracy.sel(split="train_all").values
     assert train_acc[-1] > train_acc[0] + 0.1  # it learns
@@ -202,7 +210,25 @@ def test_cuda_run_matches_cpu_and_resumes_identically(inputs, tmp_path, monkeypa
     _interrupted_run(inputs, resumed, spec, monkeypatch, after_evals=6)
     train_run(inputs[0], inputs[1], resumed, spec)
     c_res = xr.open_dataset(resumed.curves)
-    np.testing.assert_array_equal(c_res.loss.values, c_gpu.loss.values)
+    np.testing.assert_array_equal(c_res.cross_entropy.values, c_gpu.cross_entropy.values)
     za, zb = open_activations(gpu.activations), open_activations(resumed.activations)
     for name in za.data_vars:
         np.testing.assert_array_equal(za[name].values, zb[name].values, err_msg=name)
+
+
+def test_terminal_gets_a_line_per_5_percent_the_log_every_epoch(inputs, tmp_path, capfd):
+    """Parallel jobs share the terminal: there each run says where it is ~20 times, named; its log holds all."""
+    from ddscope.joblog import job_logger
+
+    log_file = tmp_path / "train.log"
+    spec = make_spec(epochs=40, eval_every=1)
+    train_run(inputs[0], inputs[1], RunPaths.in_dir(tmp_path / "run"), spec, job_logger(log_file), threads=1)
+    terminal = capfd.readouterr().err.splitlines()
+    progress = [line for line in terminal if "] epoch " in line]
+    assert [int(line.split("epoch ")[1].split("/")[0]) for line in progress] == list(range(2, 41, 2))
+    assert all(re.search(r"\[mlp3-sym30-ce-s0\] epoch \d+/40  test err 0\.\d{3}  [\d.]+ s/epoch  ETA \d+m\d\ds$",
+                         line) for line in progress), progress
+    assert len(terminal) == len(progress) + 2, "besides progress: the start and the done line"
+    logged = log_file.read_text().splitlines()
+    assert sum(" epoch " in line and "] epoch" not in line for line in logged) == 40
+    assert not any("] epoch " in line for line in logged), "the log file has the full lines only"

@@ -98,8 +98,8 @@ def _train_cmd(inputs, run_dir, spec_path):
     return [sys.executable, "-m", "ddscope.train", str(dataset), str(labels_path), str(run_dir), str(spec_path)]
 
 
-ARCHS = {"mlp": ({}, 40), "cnn": ({"arch": "cnn", "width": 4}, 16), "resnet18": ({"arch": "resnet18", "width": 4}, 16),
-         "vit": ({"arch": "vit", "width": 16, "depth": 2, "heads": 2, "patch": 4}, 16)}
+ARCHS = {"mlp": ({}, 40), "cnn": ({"arch": "cnn", "width": 4}, 10), "resnet18": ({"arch": "resnet18", "width": 4}, 10),
+         "vit": ({"arch": "vit", "width": 16, "depth": 2, "heads": 2, "patch": 4}, 10)}
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -122,6 +122,7 @@ def test_status_in_every_state(study_dir, tmp_path, capsys):
     assert lines[-1].startswith("9 runs: 3 done, 1 partial, 1 running, 3 failed, 1 missing; training ends in 1m")
 
     # --json: the same states, for scripts
+    capsys.readouterr()  # the lines printed above
     code, out, err = status(capsys, study, "--config", config, "--json")
     report = json.loads("\n".join(out))
     assert code == 0 and err == "" and report["study"] == str(study)

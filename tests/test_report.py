@@ -251,7 +251,7 @@ def test_rendered_report_of_every_figure(tmp_path, monkeypatch):
         assert f"{row} {' '.join(claim.split())}" in intro, row
     # the study's own config: its name, models (named and swept) and noise rates
     assert "Study everything." in intro and "at the rates 0 %, 30 % (the 0 % runs are the controls" in intro
-    assert all(f"{m} (hidden layers" in intro for m in ("mlp3", "mlp2w8", "mlp2w16")), intro[:2000]
+    assert all(f"{m} (an MLP, hidden layers" in intro for m in ("mlp3", "mlp2w8", "mlp2w16")), intro[:2000]
     for category in categories:  # each category the report shows is described in the intro
         assert re.search(rf"{re.escape(category)}: \w+", intro), category
 

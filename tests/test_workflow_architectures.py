@@ -58,7 +58,8 @@ def test_every_architecture_goes_through_every_analysis(study):
 @pytest.mark.slow
 def test_the_tree_places_each_architecture_by_its_recorded_layers(study):
     tree = open_study(study)
-    depth = dict(zip(tree["curves"].model.values, tree["curves"].depth.values))
+    curves = tree["curves"].ds  # (DataTree.depth is the node's depth in the tree)
+    depth = dict(zip(curves.model.values, curves["depth"].values))
     assert depth == {name: model_depth(entry) for name, entry in MODELS.items()}
     separation = tree["separation"]["separation_mean"].sel(model="resnet").squeeze()
     assert separation.sizes["layer"] == 8 and np.isfinite(separation.values).any()

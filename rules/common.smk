@@ -96,7 +96,8 @@ def train_spec(wildcards):
     keys = ["epochs", "batch_size", "lr", "betas", "weight_decay", "eval_every"]
     spec.update({k: t[k] for k in keys})
     spec["label_smoothing"] = t["label_smoothing"] if run["loss"] == "ls" else 0.0
-    if t["augment"] != "none":  # absent when off: runs without it keep the fingerprint they always had
+    # absent when off: runs without it keep the fingerprint they always had
+    if t["augment"] != "none":
         spec["augment"] = t["augment"]
     return spec
 

@@ -11,7 +11,12 @@ from .artifacts import ArtifactError
 from .config import ConfigError
 from .data import DatasetError
 
-EXPECTED_ERRORS = (ArtifactError, ConfigError, DatasetError)
+
+class TrainingFailed(RuntimeError):
+    """A run whose training diverged (its loss stopped being finite). Reported as one line."""
+
+
+EXPECTED_ERRORS = (ArtifactError, ConfigError, DatasetError, TrainingFailed)
 
 
 def format_duration(seconds: float) -> str:

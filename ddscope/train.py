@@ -25,9 +25,10 @@ from .artifacts import (CURVES_CF_ATTRS, ArtifactError, atomic_path, describe, r
                         write_netcdf)
 from .config import EXECUTION_KEYS, INPUT_SHAPE, layer_widths, model_spec
 from .augment import make_augment
-from .joblog import LOG_FILE_ONLY, TERMINAL_ONLY, format_duration
+from .joblog import LOG_FILE_ONLY, TERMINAL_ONLY, TrainingFailed, format_duration
 from .models import build_model, resolve_device
 from .recording import ActivationStore, probe_coords
+from .stacked import GraphedStackedStep, stack_shape, stacked_train_epoch, stacking_is_exact
 
 SPLITS = ("train_all", "train_clean", "train_noisy_assigned", "train_noisy_original", "test")
 # keys of the run spec that do not change what is computed (so a resume may differ in them)
@@ -83,10 +84,13 @@ def eval_epochs(epochs: int, every: int) -> list[int]:
 class _Data:
     """Everything training touches, as tensors on the device (no DataLoader for in-memory data)."""
 
-    def __init__(self, data: dict, labels: dict, device: torch.device):
+    def __init__(self, data: dict, labels: dict, device: torch.device, shared: dict | None = None):
         t = lambda a, dtype=None: torch.as_tensor(np.asarray(a), dtype=dtype).to(device)  # noqa: E731
-        self.x_train = t(data["x_train"], torch.float32)
-        self.x_test = t(data["x_test"], torch.float32)
+        # the runs of one job share one copy of the inputs on the device
+        shared = {} if shared is None else shared
+        if "x_train" not in shared:
+            shared.update(x_train=t(data["x_train"], torch.float32), x_test=t(data["x_test"], torch.float32))
+        self.x_train, self.x_test = shared["x_train"], shared["x_test"]
         self.y_assigned = t(labels["y_noisy"], torch.int64)
         self.y_original = t(labels["y_original"], torch.int64)
         self.y_test = t(data["y_test"], torch.int64)
@@ -235,102 +239,211 @@ def progress_step(epoch: int, epochs: int) -> int:
     return epoch * PROGRESS_LINES // epochs
 
 
+@dataclass
+class Member:
+    """One run of a training job: what it is (spec, paths, log) and, once opened, its whole training state."""
+    spec: dict
+    paths: RunPaths
+    labels: str | Path
+    log: logging.Logger
+
+    def open(self, data: dict, data_attrs: dict, device: torch.device, shared: dict, alone: bool) -> "Member":
+        """Build the run's model, optimiser and random streams as a solo run does; resume from work/ if there.
+
+        `alone`: the job trains this run only, so the global RNG is the run's own (checkpointed as it goes);
+        stacked members (MLPs, whose training draws nothing from it) keep the state their initialisation left.
+        """
+        spec, paths = self.spec, self.paths
+        labels, label_attrs = read_labels(self.labels, data_attrs)
+        self.fp = fingerprint(spec, data_attrs, label_attrs)
+        self.n_classes = int(data_attrs["n_classes"])
+        self.d = _Data(data, labels, device, shared)
+        self.alone = alone
+        self.rec_epochs = list(spec["record_epochs"])
+        self.rec_index = {e: i for i, e in enumerate(self.rec_epochs)}
+        self.ev_epochs = set(eval_epochs(spec["epochs"], spec["eval_every"]))
+        self.in_shape = input_shape(data_attrs, self.d.x_train.shape[1])
+        torch.manual_seed(spec["seed"])  # fixes the initialisation
+        self.model = build_model(spec, self.in_shape, self.n_classes).to(device).eval()  # eval: BN running stats
+        self.opt = make_optimizer(self.model, spec, device)
+        self.shuffle = torch.Generator().manual_seed(spec["seed"])  # fixes the batch order
+        self.augment = make_augment(spec.get("augment", "none"), self.in_shape, spec["seed"])
+        self.smoothing = spec["label_smoothing"] if spec["loss"] == "ls" else 0.0
+        self.work_zarr, self.ckpt_path = paths.work / "activations.zarr", paths.work / "checkpoint.pt"
+        self.failure = None
+        if self.ckpt_path.exists():
+            state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)  # RNG states stay on CPU
+            if state["fingerprint"] != self.fp:
+                changed = _fingerprint_changes(state["fingerprint"], self.fp)
+                raise ArtifactError(
+                    f"{self.ckpt_path}: checkpoint was made from different inputs ({', '.join(changed)} changed); "
+                    f"delete {paths.work} to start this run over")
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.shuffle.set_state(state["shuffle_rng"])
+            if self.augment is not None:
+                self.augment.set_state(state["augment_rng"])
+            self.torch_rng = state["torch_rng"]
+            if alone:
+                torch.set_rng_state(self.torch_rng)
+            self.start, self.curves = state["epoch"], state["curves"]
+            self.store = ActivationStore(self.work_zarr)
+            self.store.truncate(state["n_recorded"])
+            self.log.info(f"{spec['run']}: resuming from epoch {self.start} ({state['n_recorded']} recorded epochs kept)")
+        else:
+            paths.work.mkdir(parents=True, exist_ok=True)
+            attrs = {"run": spec["run"], **self.fp, "record_dtype": spec["record_dtype"]}
+            self.store = ActivationStore.create(self.work_zarr, self.rec_epochs, probe_coords(labels, data["y_test"]),
+                                                layer_widths(spec), self.n_classes, spec["record_dtype"], attrs)
+            self.torch_rng = torch.get_rng_state()
+            self.start, self.curves = 0, {}
+            self.curves[0] = evaluate(self.model, self.d, spec["eval_batch_size"]).cpu().numpy()
+            self.store.write(0, record(self.model, self.d.x_probe, spec["record_dtype"]))
+        self.shown = progress_step(self.start, spec["epochs"])
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.spec["run"]
+
+    def active(self, epoch: int) -> bool:
+        return self.failure is None and self.start < epoch <= self.spec["epochs"]
+
+    def after_epoch(self, epoch: int, evaluation: torch.Tensor | None, per_epoch: float) -> None:
+        """Record, log, check and checkpoint after `epoch` (`evaluation` from evaluate() on an evaluation epoch)."""
+        spec = self.spec
+        if evaluation is not None:
+            c = self.curves[epoch] = evaluation
+            eta = format_duration(per_epoch * (spec["epochs"] - epoch))
+            self.log.info(f"epoch {epoch}/{spec['epochs']} loss " + " ".join(f"{v:.3f}" for v in c[:, 0])
+                          + " | acc " + " ".join(f"{v:.3f}" for v in c[:, 1])
+                          + f" | {per_epoch:.2f} s/epoch, ETA {eta}", extra=LOG_FILE_ONLY)
+            if not np.isfinite(c[0, 0]):
+                self.failure = f"training loss is {c[0, 0]} at epoch {epoch}"
+                self.log.error(f"[{self.name}] failed: {self.failure}; its last checkpoint stays in {self.paths.work}")
+                return
+            if progress_step(epoch, spec["epochs"]) > self.shown:
+                self.shown = progress_step(epoch, spec["epochs"])
+                test_error = 1 - c[SPLITS.index("test"), 1]
+                self.log.info(f"[{self.name}] epoch {epoch}/{spec['epochs']}  test err {test_error:.3f}  "
+                              f"{per_epoch:.2f} s/epoch  ETA {eta}", extra=TERMINAL_ONLY)
+        if epoch % spec["checkpoint_every"] == 0 or epoch == spec["epochs"]:
+            self.store.wait()  # n_complete must count only epochs that are on disk
+            _checkpoint(self.ckpt_path, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+                        shuffle_rng=self.shuffle.get_state(), epoch=epoch,
+                        torch_rng=torch.get_rng_state() if self.alone else self.torch_rng,
+                        augment_rng=self.augment.get_state() if self.augment is not None else None,
+                        n_recorded=self.store.n_complete, curves=self.curves, fingerprint=self.fp)
+
+    def finish(self) -> None:
+        """Write the three outputs, each atomically, and drop work/."""
+        paths, spec = self.paths, self.spec
+        attrs = {"run": spec["run"], **self.fp, "splits_loss": "cross-entropy (no label smoothing)"}
+        epochs_done = sorted(self.curves)
+        write_netcdf(_curves_dataset(epochs_done, np.stack([self.curves[e] for e in epochs_done]), attrs),
+                     paths.curves)
+        with atomic_path(paths.model) as tmp:
+            torch.save({"state_dict": self.model.state_dict(), "in_dim": self.d.x_train.shape[1],
+                        "in_shape": list(self.in_shape), **model_spec(spec), "layer_widths": layer_widths(spec),
+                        "n_classes": self.n_classes, **self.fp}, tmp)
+        self.store.wait()
+        self.store.finish()
+        if paths.activations.exists():
+            shutil.rmtree(paths.activations)
+        shutil.move(str(self.work_zarr), str(paths.activations))
+        shutil.rmtree(paths.work)
+        self.log.info(f"{self.name}: done")
+
+
+def _train_epoch_of(members: list[Member], epoch: int, graphs: dict, exact: dict) -> None:
+    """One epoch of the members still training at `epoch`: batched when there are several and a batched step is
+    exact here (ddscope.stacked), else one after another. `graphs` and `exact` are the job's caches."""
+    if len(members) == 1:
+        m = members[0]
+        if m.name not in graphs:
+            graphs[m.name] = graphed_step(m.model, m.opt, m.smoothing, m.d.x_train.device)
+        train_epoch(m.model, m.opt, m.d.x_train, m.d.y_assigned, m.spec["batch_size"], m.shuffle, m.smoothing,
+                    graphs[m.name], m.augment)
+        return
+    key = tuple(m.name for m in members)
+    device = members[0].d.x_train.device
+    if key not in exact:
+        bs, n = members[0].spec["batch_size"], len(members[0].d.x_train)
+        exact[key] = stacking_is_exact([m.model for m in members], [m.opt for m in members],
+                                       members[0].d.x_train.shape[1], sorted({min(bs, n), n % bs} - {0}),
+                                       [m.smoothing for m in members])
+        if not exact[key]:
+            members[0].log.warning(f"{', '.join(key)}: a batched step would not be bit-identical to solo steps "
+                                   f"with {torch.get_num_threads()} thread(s) on this {device.type}; stepping "
+                                   "them one after another")
+    if not exact[key]:
+        for m in members:
+            _train_epoch_of([m], epoch, graphs, exact)
+        return
+    if key not in graphs:
+        graphs[key] = (GraphedStackedStep([m.model for m in members], [m.opt for m in members],
+                                          [m.smoothing for m in members]) if device.type == "cuda" else None)
+    stacked_train_epoch([m.model for m in members], [m.opt for m in members], members[0].d.x_train,
+                        [m.d.y_assigned for m in members], members[0].spec["batch_size"],
+                        [m.shuffle for m in members], [m.smoothing for m in members], graphs[key])
+
+
+def train_stack(dataset_path, members: list[Member], threads: int | None = None) -> list[Member]:
+    """Train the runs of one job together on one device and write each one's outputs; returns the failed ones.
+
+    Members whose shapes allow it (ddscope.stacked.stack_shape) are stepped as one batched model; each keeps
+    the initialisation, batch order, labels, optimiser state, checkpoints and outputs of a solo run, so its
+    numbers do not depend on its stack (bit-identical on CPU). A member whose loss stops being finite is
+    reported by name and left at its last checkpoint; the others go on.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    spec0 = members[0].spec
+    if len(members) > 1 and len({stack_shape(m.spec) for m in members} | {None}) != 2:
+        raise ValueError(f"runs {[m.name for m in members]} cannot be stacked: their shapes differ")
+    if spec0.get("tf32"):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    device = resolve_device(spec0["device"], gpus=spec0.get("gpus", 0))
+    data, data_attrs = read_dataset(dataset_path)
+    shared = {}
+    for m in members:
+        m.open(data, data_attrs, device, shared, alone=len(members) == 1)
+    epochs, first = spec0["epochs"], min(m.start for m in members)
+    for m in members:
+        m.log.info(f"{m.name}: {len(m.d.x_train)} samples, batch {spec0['batch_size']}, epochs {m.start + 1}.."
+                   f"{epochs} on {device}, {torch.get_num_threads()} thread(s)"
+                   + (f", stacked with {len(members) - 1} other run(s)" if len(members) > 1 else ""))
+    graphs, exact, t_last = {}, {}, time.perf_counter()
+    for epoch in range(first + 1, epochs + 1):
+        active = [m for m in members if m.active(epoch)]
+        if not active:
+            break
+        _train_epoch_of(active, epoch, graphs, exact)
+        evals = {}
+        for m in active:
+            if epoch in m.rec_index:
+                m.store.write_async(m.rec_index[epoch], record(m.model, m.d.x_probe, m.spec["record_dtype"]))
+            if epoch in m.ev_epochs:
+                evals[m.name] = evaluate(m.model, m.d, m.spec["eval_batch_size"])
+        # one host transfer for every member's evaluation
+        host = dict(zip(evals, torch.stack(list(evals.values())).cpu().numpy())) if evals else {}
+        now = time.perf_counter()
+        per_epoch, t_last = now - t_last, now
+        for m in active:
+            m.after_epoch(epoch, host.get(m.name), per_epoch)
+    for m in members:
+        if m.failure is None:
+            m.finish()
+    return [m for m in members if m.failure is not None]
+
+
 def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: logging.Logger | None = None,
               threads: int | None = None) -> None:
     """Train one run as `spec` says (model, loss, seed, optimiser, schedule) and write its three outputs."""
-    log = log or logging.getLogger("ddscope")
-    if threads:
-        torch.set_num_threads(threads)
-    device = resolve_device(spec["device"], gpus=spec.get("gpus", 0))
-    data, data_attrs = read_dataset(dataset_path)
-    labels, label_attrs = read_labels(labels_path, data_attrs)
-    fp = fingerprint(spec, data_attrs, label_attrs)
-    n_classes = int(data_attrs["n_classes"])
-    d = _Data(data, labels, device)
-    rec_epochs = list(spec["record_epochs"])
-    ev_epochs = eval_epochs(spec["epochs"], spec["eval_every"])
-
-    in_shape = input_shape(data_attrs, d.x_train.shape[1])
-    torch.manual_seed(spec["seed"])  # fixes the initialisation
-    model = build_model(spec, in_shape, n_classes).to(device).eval()  # eval: BatchNorm's running statistics
-    opt = make_optimizer(model, spec, device)
-    shuffle = torch.Generator().manual_seed(spec["seed"])  # fixes the batch order
-    augment = make_augment(spec.get("augment", "none"), in_shape, spec["seed"])
-    smoothing = spec["label_smoothing"] if spec["loss"] == "ls" else 0.0
-
-    work_zarr, ckpt_path = paths.work / "activations.zarr", paths.work / "checkpoint.pt"
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # RNG states must stay on the CPU
-        if state["fingerprint"] != fp:
-            changed = _fingerprint_changes(state["fingerprint"], fp)
-            raise ArtifactError(
-                f"{ckpt_path}: checkpoint was made from different inputs ({', '.join(changed)} changed); "
-                f"delete {paths.work} to start this run over")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        shuffle.set_state(state["shuffle_rng"])
-        if augment is not None:
-            augment.set_state(state["augment_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        start, curves = state["epoch"], state["curves"]
-        store = ActivationStore(work_zarr)
-        store.truncate(state["n_recorded"])
-        log.info(f"{spec['run']}: resuming from epoch {start} ({state['n_recorded']} recorded epochs kept)")
-    else:
-        paths.work.mkdir(parents=True, exist_ok=True)
-        attrs = {"run": spec["run"], **fp, "record_dtype": spec["record_dtype"]}
-        store = ActivationStore.create(work_zarr, rec_epochs, probe_coords(labels, data["y_test"]),
-                                       layer_widths(spec), n_classes, spec["record_dtype"], attrs)
-        start, curves = 0, {}
-        curves[0] = evaluate(model, d, spec["eval_batch_size"]).cpu().numpy()
-        store.write(0, record(model, d.x_probe, spec["record_dtype"]))
-    rec_index = {e: i for i, e in enumerate(rec_epochs)}
-
-    bs = spec["batch_size"]
-    graphed = graphed_step(model, opt, smoothing, device)
-    log.info(f"{spec['run']}: {len(d.x_train)} samples, batch {bs}, epochs {start + 1}..{spec['epochs']} on {device}, "
-             f"{torch.get_num_threads()} thread(s)")
-    t_last, e_last = time.perf_counter(), start
-    shown = progress_step(start, spec["epochs"])
-    for epoch in range(start + 1, spec["epochs"] + 1):
-        train_epoch(model, opt, d.x_train, d.y_assigned, bs, shuffle, smoothing, graphed, augment)
-        if epoch in rec_index:
-            store.write_async(rec_index[epoch], record(model, d.x_probe, spec["record_dtype"]))
-        if epoch in ev_epochs:
-            curves[epoch] = evaluate(model, d, spec["eval_batch_size"]).cpu().numpy()
-            now = time.perf_counter()
-            per_epoch = (now - t_last) / (epoch - e_last)
-            t_last, e_last = now, epoch
-            c, eta = curves[epoch], format_duration(per_epoch * (spec["epochs"] - epoch))
-            log.info(f"epoch {epoch}/{spec['epochs']} loss " + " ".join(f"{v:.3f}" for v in c[:, 0])
-                     + " | acc " + " ".join(f"{v:.3f}" for v in c[:, 1])
-                     + f" | {per_epoch:.2f} s/epoch, ETA {eta}", extra=LOG_FILE_ONLY)
-            if progress_step(epoch, spec["epochs"]) > shown:
-                shown = progress_step(epoch, spec["epochs"])
-                test_error = 1 - c[SPLITS.index("test"), 1]
-                log.info(f"[{spec['run']}] epoch {epoch}/{spec['epochs']}  test err {test_error:.3f}  "
-                         f"{per_epoch:.2f} s/epoch  ETA {eta}", extra=TERMINAL_ONLY)
-        if epoch % spec["checkpoint_every"] == 0 or epoch == spec["epochs"]:
-            store.wait()  # n_complete must count only epochs that are on disk
-            _checkpoint(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(),
-                        shuffle_rng=shuffle.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch,
-                        augment_rng=augment.get_state() if augment is not None else None,
-                        n_recorded=store.n_complete, curves=curves, fingerprint=fp)
-
-    # outputs appear only now, each atomically
-    attrs = {"run": spec["run"], **fp, "splits_loss": "cross-entropy (no label smoothing)"}
-    epochs_done = sorted(curves)
-    write_netcdf(_curves_dataset(epochs_done, np.stack([curves[e] for e in epochs_done]), attrs), paths.curves)
-    with atomic_path(paths.model) as tmp:
-        torch.save({"state_dict": model.state_dict(), "in_dim": d.x_train.shape[1], "in_shape": list(in_shape),
-                    **model_spec(spec), "layer_widths": layer_widths(spec), "n_classes": n_classes, **fp}, tmp)
-    store.wait()
-    store.finish()
-    if paths.activations.exists():
-        shutil.rmtree(paths.activations)
-    shutil.move(str(work_zarr), str(paths.activations))
-    shutil.rmtree(paths.work)
-    log.info(f"{spec['run']}: done")
+    failed = train_stack(dataset_path, [Member(spec, paths, labels_path, log or logging.getLogger("ddscope"))],
+                         threads)
+    if failed:
+        raise TrainingFailed(f"{spec['run']}: {failed[0].failure}")
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,180 @@
+"""Stacked training: runs stepped together as one batched model end bit-identical to the same runs trained alone.
+
+Bit-identity depends on the BLAS build and the thread count, so it is tested here, on this machine's torch,
+at the shapes and thread counts of the shipped configs, not assumed.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import xarray as xr
+
+from ddscope.analyses.activations import open_activations
+from ddscope.config import INPUT_SHAPE, has_noisy_label_study, study_config, validate_config
+from ddscope.models import MLP
+from ddscope.stacked import stack_shape, stacked_train_epoch
+from ddscope.train import Member, RunPaths, train_epoch, train_run, train_stack
+from test_train import _interrupted_run, inputs, make_spec  # noqa: F401 (inputs is a fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = [REPO / "config.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Jobs run with train.threads (1 by default); tests that set another count restore it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def shipped_mlp_shapes():
+    """(config, model, input features, hidden widths, batch size, threads) of every MLP a shipped config trains."""
+    shapes = set()
+    for path in CONFIGS:
+        config = validate_config(study_config([] if path.name == "config.yaml" else [path]))
+        if not has_noisy_label_study(config):
+            continue
+        features = int(np.prod(INPUT_SHAPE[config["dataset"]["name"]]))
+        for name, entry in config["models"].items():
+            if entry.get("arch", "mlp") == "mlp":
+                shapes.add((features, tuple(entry["hidden"]), config["train"]["batch_size"],
+                            config["train"]["threads"]))
+    return sorted(shapes)
+
+
+@pytest.mark.parametrize("features,hidden,batch,threads", shipped_mlp_shapes())
+def test_stacked_epoch_is_bit_identical_to_solo_epochs(features, hidden, batch, threads):
+    """Three members (one with label smoothing) over an epoch of 4 batches and a partial one, as in jobs."""
+    torch.set_num_threads(threads)
+    n = 4 * batch + batch // 3
+    torch.manual_seed(0)
+    x = torch.randn(n, features)
+    ys = [torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    smoothing = [0.0, 0.1, 0.0]
+
+    def member(seed):
+        torch.manual_seed(seed)
+        model = MLP(features, list(hidden), 10)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True), torch.Generator().manual_seed(seed)
+
+    solo, stacked = [member(s) for s in range(3)], [member(s) for s in range(3)]
+    for _ in range(2):
+        for (model, opt, gen), y, s in zip(solo, ys, smoothing):
+            train_epoch(model, opt, x, y, batch, gen, s)
+        stacked_train_epoch([m for m, _, _ in stacked], [o for _, o, _ in stacked], x, ys, batch,
+                            [g for _, _, g in stacked], smoothing)
+    for (a, oa, _), (b, ob, _) in zip(solo, stacked):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            assert torch.equal(p, q), f"{name} differs after stacked training ({hidden}, {threads} thread(s))"
+        sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
+        assert all(torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"]) for i in sa)
+
+
+def test_shapes_that_differ_do_not_stack():
+    base = make_spec()
+    assert stack_shape(base) == stack_shape({**base, "seed": 3, "loss": "ls", "run": "x"})
+    assert stack_shape(base) != stack_shape({**base, "hidden": [32, 32]})
+    assert stack_shape({**base, "arch": "cnn"}) is None
+    assert stack_shape({**base, "augment": "crop_flip"}) is None
+
+
+def _members(inputs, root, specs, trained_dir=False):
+    out = []
+    for spec in specs:
+        d = root / spec["run"]
+        paths = (RunPaths(d / "trained/activations.zarr", d / "trained/curves.nc", d / "trained/model.pt", d / "work")
+                 if trained_dir else RunPaths.in_dir(d))
+        out.append(Member(spec, paths, inputs[1], __import__("logging").getLogger("test")))
+    return out
+
+
+def _assert_same_outputs(a: RunPaths, b: RunPaths):
+    ca, cb = xr.open_dataset(a.curves), xr.open_dataset(b.curves)
+    assert {k: v for k, v in ca.attrs.items() if k != "content_sha256"} == {k: v for k, v in cb.attrs.items() if k != "content_sha256"}
+    for v in ca.data_vars:
+        assert np.array_equal(ca[v].values, cb[v].values), v
+    za, zb = open_activations(a.activations), open_activations(b.activations)
+    for v in za.data_vars:
+        assert np.array_equal(za[v].values, zb[v].values), v
+    ma, mb = torch.load(a.model, weights_only=False), torch.load(b.model, weights_only=False)
+    assert all(torch.equal(ma["state_dict"][k], mb["state_dict"][k]) for k in ma["state_dict"])
+
+
+def _specs(epochs=8, **kw):
+    return [make_spec(epochs=epochs, run=f"mlp3-sym30-{loss}-s{seed}", seed=seed, loss=loss, label_smoothing=0.1, **kw)
+            for seed, loss in ((0, "ce"), (1, "ls"), (2, "ce"))]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stacked_runs_write_what_solo_runs_write(inputs, tmp_path, threads, caplog):
+    """With 1 thread the members are stepped as one batched model; with 2 this CPU's batched matmuls round
+    differently at these widths, the job notices and steps them one after another. Same bits either way."""
+    specs = _specs()
+    for spec in specs:
+        train_run(inputs[0], inputs[1], RunPaths.in_dir(tmp_path / "solo" / spec["run"]), spec, threads=threads)
+    members = _members(inputs, tmp_path / "stack", specs)
+    assert train_stack(inputs[0], members, threads=threads) == []
+    assert ("one after another" in caplog.text) == (threads > 1)
+    for spec, m in zip(specs, members):
+        assert not m.paths.work.exists()
+        _assert_same_outputs(RunPaths.in_dir(tmp_path / "solo" / spec["run"]), m.paths)
+
+
+def test_killed_stack_resumes_bit_identical(inputs, tmp_path, monkeypatch):
+    """Killed mid-run (after a checkpoint), the stack resumes every member and ends as if never stopped."""
+    specs = _specs(epochs=8, checkpoint_every=2)
+    whole = _members(inputs, tmp_path / "whole", specs)
+    train_stack(inputs[0], whole)
+    import ddscope.train as train
+
+    real, calls = train.evaluate, []
+
+    def dying_evaluate(*a, **k):
+        calls.append(1)
+        if len(calls) == 3 * 5:  # during the 5th evaluation of the stack
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train, "evaluate", dying_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        train_stack(inputs[0], _members(inputs, tmp_path / "killed", specs))
+    monkeypatch.setattr(train, "evaluate", real)
+    resumed = _members(inputs, tmp_path / "killed", specs)
+    assert all((m.paths.work / "checkpoint.pt").exists() for m in resumed)
+    train_stack(inputs[0], resumed)
+    for a, b in zip(whole, resumed):
+        _assert_same_outputs(a.paths, b.paths)
+
+
+def test_members_at_other_epochs_resume_together(inputs, tmp_path, monkeypatch):
+    """One member killed alone earlier (a solo job, say) joins a stack whose others start from scratch."""
+    specs = _specs(epochs=8, checkpoint_every=2)
+    _interrupted_run(inputs, RunPaths.in_dir(tmp_path / "mixed" / specs[1]["run"]), specs[1], monkeypatch)
+    mixed = _members(inputs, tmp_path / "mixed", specs)
+    train_stack(inputs[0], mixed)
+    whole = _members(inputs, tmp_path / "whole", specs)
+    train_stack(inputs[0], whole)
+    for a, b in zip(whole, mixed):
+        _assert_same_outputs(a.paths, b.paths)
+
+
+def test_a_diverging_member_fails_alone(inputs, tmp_path, caplog):
+    """A member whose loss becomes NaN is reported by name; the other members finish and are unchanged."""
+    specs = _specs(epochs=6)
+    specs[1] = {**specs[1], "lr": 1e30}
+    members = _members(inputs, tmp_path / "stack", specs)
+    failed = train_stack(inputs[0], members)
+    assert [m.name for m in failed] == ["mlp3-sym30-ls-s1"]
+    assert re.search("training loss is (nan|inf)", failed[0].failure)
+    assert members[1].paths.work.exists() and not members[1].paths.curves.exists()
+    assert "one after another" not in caplog.text  # the probe step of a diverging member is NaN in both
+    for i in (0, 2):
+        solo = RunPaths.in_dir(tmp_path / "solo" / specs[i]["run"])
+        train_run(inputs[0], inputs[1], solo, specs[i])
+        _assert_same_outputs(solo, members[i].paths)

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 import h5py
@@ -25,6 +26,14 @@ import numpy as np
 
 class ArtifactError(RuntimeError):
     """A missing, corrupted or mismatched artifact. Reported as one line."""
+
+
+class TrainingFailed(RuntimeError):
+    """A run whose training diverged (its loss stopped being finite). Reported as one line."""
+
+
+# in runs/<run>/trained/ of a run whose training failed in its stack's job: why
+FAILED = "FAILED"
 
 
 CONVENTIONS = "CF-1.10"
@@ -293,3 +302,26 @@ def netcdf_attrs(params: dict) -> dict:
             value = repr(value)
         out[key] = value
     return out
+
+
+def promote_trained_run(trained: str | Path, activations: str | Path, curves: str | Path, model: str | Path,
+                        spec: dict) -> None:
+    """Move a run's outputs from runs/<run>/trained/ (its stack's training job) to their places, after checking
+    that they are complete and were trained from `spec` (rule train)."""
+    from .config import train_config_text
+
+    trained = Path(trained)
+    if (trained / FAILED).exists():
+        raise TrainingFailed(f"{spec['run']}: {(trained / FAILED).read_text().strip()} (its training log has "
+                             "every epoch; its last checkpoint stays in its work/)")
+    recorded = read_netcdf(trained / "curves.nc").attrs.get("train_config")
+    if recorded != train_config_text(spec):
+        raise ArtifactError(f"{trained}: trained from another config than the run's; delete it to retrain")
+    for name, dest in (("activations.zarr", activations), ("curves.nc", curves), ("model.pt", model)):
+        src, dest = trained / name, Path(dest)
+        if not src.exists():
+            raise ArtifactError(f"{src}: missing (its training job did not finish); delete {trained} to retrain")
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)

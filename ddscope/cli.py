@@ -84,7 +84,7 @@ def training_progress(log_text: str, now: float, written_at: float) -> dict:
 
 
 def snakemake_failures(workdir: Path) -> set[str]:
-    """Runs whose train job Snakemake reported failed in its newest log (.snakemake/log/*.snakemake.log):
+    """Runs whose training Snakemake reported failed in its newest log (.snakemake/log/*.snakemake.log):
     a crash with a traceback leaves the train log itself ending on an ordinary epoch line."""
     logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
     if not logs:
@@ -92,9 +92,10 @@ def snakemake_failures(workdir: Path) -> set[str]:
     failed, in_train_error = set(), False
     for line in logs[-1].read_text(errors="replace").splitlines():
         if line.startswith("Error in rule "):
-            in_train_error = line.startswith("Error in rule train:")
-        elif in_train_error and (m := re.search(r"log: \S*logs/train/(\S+)\.log", line)):
-            failed.add(m[1])
+            # a stack's training job (every run it trains), or a run's rule train (a run that diverged)
+            in_train_error = line.startswith(("Error in rule train:", "Error in rule train_stack_"))
+        elif in_train_error and line.strip().startswith("log:"):
+            failed |= set(re.findall(r"logs/train(?:_outputs)?/([^\s,/]+)\.log", line))
             in_train_error = False
     return failed
 
@@ -105,10 +106,13 @@ def snakemake_incomplete(workdir: Path, study: Path, run: str) -> bool:
     marks, locks = workdir / ".snakemake" / "incomplete", workdir / ".snakemake" / "locks"
     if not marks.is_dir() or (locks.is_dir() and any(locks.iterdir())):
         return False
-    key = urlsafe_b64encode((study / "runs" / run / "curves.nc").relative_to(workdir).as_posix().encode()).decode()
-    # Snakemake's file name for the key: base64, in folders "@<254 chars>" when longer than a file name may be
-    parts = [key[i:i + 254] for i in range(0, len(key), 254)]
-    return marks.joinpath(*(["@" + p for p in parts[:-1]] + parts[-1:])).exists()
+    for output in ("trained", "curves.nc"):  # its stack's job, or its rule train
+        key = urlsafe_b64encode((study / "runs" / run / output).relative_to(workdir).as_posix().encode()).decode()
+        # Snakemake's file name for the key: base64, in folders "@<254 chars>" when longer than a file name may be
+        parts = [key[i:i + 254] for i in range(0, len(key), 254)]
+        if marks.joinpath(*(["@" + p for p in parts[:-1]] + parts[-1:])).exists():
+            return True
+    return False
 
 
 def study_workdir(study: Path) -> Path | None:

@@ -6,6 +6,7 @@ Imported by the Snakefile, so it must stay light: no torch, no numpy-heavy work.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from decimal import Decimal
 from fractions import Fraction
@@ -230,7 +231,7 @@ def record_epochs(record: dict, epochs: int) -> list[int]:
 # Settings that say how a result is computed, not what it is. They are never rule params (so changing one
 # reruns nothing); scripts read them from the config at run time with execution_settings().
 EXECUTION_KEYS = {
-    "train": ("device", "gpus", "threads", "eval_batch_size", "checkpoint_every"),
+    "train": ("device", "gpus", "threads", "eval_batch_size", "checkpoint_every", "stack"),
     "cka": ("max_mem_mb",),
 }
 
@@ -243,6 +244,12 @@ def results_settings(section: str, settings: dict) -> dict:
 def execution_settings(section: str, settings: dict) -> dict:
     """Only the execution-only keys of `settings` (read by a script from snakemake.config)."""
     return {k: settings[k] for k in EXECUTION_KEYS.get(section, ()) if k in settings}
+
+
+def train_config_text(spec: dict) -> str:
+    """The training config a run's results depend on, as stored in its artifacts (attr train_config): its
+    spec without the execution-only keys."""
+    return json.dumps({k: v for k, v in sorted(spec.items()) if k not in EXECUTION_KEYS["train"]}, sort_keys=True)
 
 
 def has_noisy_label_study(config: dict) -> bool:
@@ -445,6 +452,30 @@ def run_names(config: dict) -> list[str]:
         for loss in config["train"]["losses"]
         for seed in config["train"]["seeds"]
     ]
+
+
+def train_stacks(config: dict, trained: set[str] = frozenset()) -> list[list[str]]:
+    """The runs each training job trains (ddscope.stacked), in study order: the seeds of one model, noise rate
+    and loss, train.stack at a time, in the order of train.seeds; a run whose model has no batched step (not an
+    MLP, or augmented) is its own job.
+
+    Runs in `trained` (their outputs, or their stack's, exist) are stacked only with each other, so a new seed
+    or noise rate gets stacks of its own and a finished study's runs stay out of them. Membership changes only
+    by whole stacks as jobs start, so a cluster job that reads the workflow again finds its own stack.
+    """
+    t, stacks, open_stack = config["train"], [], {}
+    for run in run_names(config):
+        entry = config["models"][parse_run(run)["model"]]
+        if model_arch(entry) != "mlp" or t["augment"] != "none" or t["stack"] == 1:
+            stacks.append([run])
+            continue
+        key = (condition_of(run), run in trained)
+        stack = open_stack.get(key)
+        if stack is None or len(stack) == t["stack"]:
+            stack = open_stack[key] = []
+            stacks.append(stack)
+        stack.append(run)
+    return stacks
 
 
 def parse_run(run: str) -> dict:

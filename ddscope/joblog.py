@@ -7,14 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from .artifacts import ArtifactError
+from .artifacts import ArtifactError, TrainingFailed
 from .config import ConfigError
 from .data import DatasetError
-
-
-class TrainingFailed(RuntimeError):
-    """A run whose training diverged (its loss stopped being finite). Reported as one line."""
-
 
 EXPECTED_ERRORS = (ArtifactError, ConfigError, DatasetError, TrainingFailed)
 
@@ -32,8 +27,9 @@ LOG_FILE_ONLY = {"ddscope_to": "file"}
 TERMINAL_ONLY = {"ddscope_to": "terminal"}
 
 
-def job_logger(log_path: str | Path | None, name: str = "ddscope") -> logging.Logger:
-    """Log to stderr (the terminal under a local Snakemake) and, if given, to the rule's log file."""
+def job_logger(log_path: str | Path | list | None, name: str = "ddscope") -> logging.Logger:
+    """Log to stderr (the terminal under a local Snakemake) and, if given, to the rule's log file (or to each
+    of a list of them: a training job's runs)."""
     logger = logging.getLogger(name)
     logger.setLevel(logging.INFO)
     logger.handlers.clear()
@@ -41,9 +37,9 @@ def job_logger(log_path: str | Path | None, name: str = "ddscope") -> logging.Lo
     terminal = logging.StreamHandler(sys.stderr)
     terminal.addFilter(lambda record: getattr(record, "ddscope_to", "terminal") == "terminal")
     handlers = [terminal]
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="a"))
+    for path in [] if not log_path else log_path if isinstance(log_path, list) else [log_path]:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="a"))
         handlers[-1].addFilter(lambda record: getattr(record, "ddscope_to", "file") == "file")
     for h in handlers:
         h.setFormatter(fmt)

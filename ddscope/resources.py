@@ -89,9 +89,10 @@ def _round_mb(mb: float) -> int:
     return int(math.ceil(mb / 256) * 256)
 
 
-def train_mem_mb(config: dict, model: str) -> int:
-    """Memory of one training job: the dataset (numpy copy and tensor), weights with Adam state,
-    one evaluation batch through every layer, and the recording of one epoch, plus the base."""
+def train_mem_mb(config: dict, model: str, members: int = 1) -> int:
+    """Memory of one training job of `members` runs (a stack shares the dataset): the dataset (numpy copy and
+    tensor), and per run weights with Adam state, one evaluation batch through every layer and the
+    recording of one epoch, plus the base."""
     d, t = config["dataset"], config["train"]
     n_train, n_test = dataset_sizes(d)
     entry = config["models"][model]
@@ -101,12 +102,13 @@ def train_mem_mb(config: dict, model: str) -> int:
     n_probes = sum(config["probes"].values())
     activations = (min(t["eval_batch_size"], n_train) + t["batch_size"]) * acts * 4 * 3
     recording = 4 * n_probes * (sum(layer_widths(entry)) + N_CLASSES) * 4  # a few epochs queued for the writer
-    return _round_mb(BASE_MEM_MB + 1.5 * (data + weights + activations + recording) / 2**20)
+    return _round_mb(BASE_MEM_MB + 1.5 * (data + members * (weights + activations + recording)) / 2**20)
 
 
-def train_runtime_min(config: dict, model: str) -> int:
-    """Wall-time limit of one training job (minutes): FLOPs of training and evaluation at the assumed
-    throughput of the job's device, plus a per-step overhead, times a margin."""
+def train_runtime_min(config: dict, model: str, members: int = 1) -> int:
+    """Wall-time limit of one training job of `members` runs (minutes): FLOPs of training and evaluation at
+    the assumed throughput of the job's device, plus a per-step overhead, times a margin. A stack is given
+    the time of its runs one after another (what it takes where a batched step is not exact)."""
     d, t = config["dataset"], config["train"]
     n_train, n_test = dataset_sizes(d)
     _, forward, _ = model_cost(config["models"][model], INPUT_SHAPE[d["name"]])
@@ -118,7 +120,7 @@ def train_runtime_min(config: dict, model: str) -> int:
         seconds = flops / GPU_FLOPS + steps * STEP_OVERHEAD_S["gpu"]
     else:
         seconds = flops / (CPU_FLOPS_PER_THREAD * t["threads"]) + steps * STEP_OVERHEAD_S["cpu"]
-    return int(math.ceil(RUNTIME_MARGIN * seconds / 60 + RUNTIME_FIXED_MIN))
+    return int(math.ceil(RUNTIME_MARGIN * members * seconds / 60 + RUNTIME_FIXED_MIN))
 
 
 RECORD_ITEMSIZE = {"float16": 2, "float32": 4}

@@ -33,87 +33,84 @@ def stack_shape(spec: dict) -> tuple | None:
     return ("mlp", tuple(spec["hidden"]), spec["batch_size"], spec["epochs"]) if stackable(spec) else None
 
 
-class _StackedLinear(torch.autograd.Function):
-    """out[m] = x[m] · w[m]ᵀ + b[m] for every member m, with nn.Linear's own backward per member."""
+class _StackedMLP(torch.autograd.Function):
+    """Logits [members, batch, classes] of every member's MLP, with nn.Linear's and ReLU's own backward per member.
+
+    Computes with the stacked weights (StackedParams: each member's parameters are views into them) and
+    returns the gradients of the members' own parameters, the inputs autograd tracks, so each member's
+    .grad and Adam are a solo run's. One autograd node for the whole network keeps Python out of the step.
+    """
 
     @staticmethod
-    def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w)
-        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+    def forward(ctx, x, stacked, *member_params):
+        hs = [x]
+        for depth, (w, b) in enumerate(zip(stacked.w, stacked.b)):
+            z = torch.baddbmm(b.unsqueeze(1), hs[-1], w.transpose(1, 2))
+            hs.append(torch.relu(z) if depth < len(stacked.w) - 1 else z)
+        ctx.stacked = stacked
+        ctx.save_for_backward(*hs[:-1])
+        return hs[-1]
 
     @staticmethod
     def backward(ctx, grad):
-        x, w = ctx.saved_tensors
-        grad_x = torch.bmm(grad, w) if ctx.needs_input_grad[0] else None
-        return grad_x, torch.bmm(grad.transpose(1, 2), x), grad.sum(1)
+        hs, stacked = ctx.saved_tensors, ctx.stacked
+        grads_w, grads_b = [None] * len(hs), [None] * len(hs)
+        for depth in reversed(range(len(hs))):
+            if depth < len(hs) - 1:
+                grad = torch.ops.aten.threshold_backward(grad, hs[depth + 1], 0)  # ReLU's own backward
+            grads_w[depth] = torch.bmm(grad.transpose(1, 2), hs[depth])  # grad_outᵀ · input, as nn.Linear
+            grads_b[depth] = grad.sum(1)
+            if depth > 0:
+                grad = torch.bmm(grad, stacked.w[depth])
+        per_member = [g[m] for m in range(stacked.members) for gw, gb in zip(grads_w, grads_b) for g in (gw, gb)]
+        return (None, None, *per_member)
 
 
-def stacked_logits(models: list[MLP], x: torch.Tensor) -> torch.Tensor:
-    """[members, batch, classes] logits of members' MLPs on their own batches x [members, batch, features]."""
-    layers = [[*m.hidden, m.out] for m in models]
-    for depth in range(len(layers[0])):
-        w = torch.stack([member[depth].weight for member in layers])
-        b = torch.stack([member[depth].bias for member in layers])
-        x = _StackedLinear.apply(x, w, b)
-        if depth < len(layers[0]) - 1:
-            x = torch.relu(x)
-    return x
+class StackedParams:
+    """The members' weights and biases, layer by layer, in stacked tensors [members, ...]; each member's
+    parameters become views into them (values unchanged), so a step reads them without copying and each
+    member's Adam updates its own slice in place."""
+
+    def __init__(self, models: list[MLP]):
+        layers = [[*m.hidden, m.out] for m in models]
+        self.members, self.w, self.b = len(models), [], []
+        for depth in range(len(layers[0])):
+            w = torch.stack([member[depth].weight.detach() for member in layers])
+            b = torch.stack([member[depth].bias.detach() for member in layers])
+            for m, member in enumerate(layers):
+                member[depth].weight.data, member[depth].bias.data = w[m], b[m]
+            self.w.append(w)
+            self.b.append(b)
+        self.params = [p for member in layers for layer in member for p in (layer.weight, layer.bias)]
 
 
-def stacked_step(models: list[nn.Module], opts: list[torch.optim.Optimizer], xb: torch.Tensor, yb: torch.Tensor,
-                 smoothing: list[float]) -> None:
-    """One training step of every member: xb [members, batch, features], yb [members, batch]."""
-    logits = stacked_logits(models, xb)
+def stacked_logits(stacked: StackedParams, x: torch.Tensor) -> torch.Tensor:
+    """[members, batch, classes] logits of the members' MLPs on their own batches x [members, batch, features]."""
+    return _StackedMLP.apply(x, stacked, *stacked.params)
+
+
+def stacked_step(stacked: StackedParams, opts: list[torch.optim.Optimizer], xb: torch.Tensor, yb: torch.Tensor,
+                 smoothing: list[float], zero_grad: bool = True) -> None:
+    """One training step of every member: xb [members, batch, features], yb [members, batch].
+
+    `zero_grad=False` inside a CUDA graph capture, whose backward writes fresh gradients on every replay.
+    """
+    logits = stacked_logits(stacked, xb)
     loss = sum(F.cross_entropy(logits[m], yb[m], label_smoothing=s) for m, s in enumerate(smoothing))
-    for opt in opts:
-        opt.zero_grad(set_to_none=True)
+    if zero_grad:
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
     loss.backward()
     for opt in opts:
         opt.step()
 
 
-class GraphedStackedStep:
-    """The whole step of a stack (forward, backward, every member's Adam) captured once as a CUDA graph.
-
-    Its kernels are the stack's batched ones: a few dozen launches per step whatever the number of members.
-    Batches are copied into static buffers; a last partial batch runs eagerly.
-    """
-
-    def __init__(self, models, opts, smoothing):
-        self.models, self.opts, self.smoothing = models, opts, smoothing
-        self.graph = None
-
-    def __call__(self, xb, yb):
-        if self.graph is None:
-            # an eager warm-up step on a side stream is a real step of training, then the next one is captured
-            self.xs, self.ys = xb.clone(), yb.clone()
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                stacked_step(self.models, self.opts, self.xs, self.ys, self.smoothing)
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            for opt in self.opts:
-                opt.zero_grad(set_to_none=True)
-            with torch.cuda.graph(self.graph):
-                logits = stacked_logits(self.models, self.xs)
-                loss = sum(F.cross_entropy(logits[m], self.ys[m], label_smoothing=s)
-                           for m, s in enumerate(self.smoothing))
-                loss.backward()
-                for opt in self.opts:
-                    opt.step()
-            return
-        self.xs.copy_(xb)
-        self.ys.copy_(yb)
-        self.graph.replay()
-
-
-def stacked_train_epoch(models, opts, x: torch.Tensor, ys: list[torch.Tensor], batch_size: int,
-                        shuffles: list[torch.Generator], smoothing: list[float],
-                        graphed: GraphedStackedStep | None = None) -> None:
+def stacked_train_epoch(stacked: StackedParams, opts, x: torch.Tensor, ys: list[torch.Tensor], batch_size: int,
+                        shuffles: list[torch.Generator], smoothing: list[float], graphed=None) -> None:
     """One epoch of every member: each in the order of its own permutation, with its own labels `ys[m]`.
 
-    The same permutations and batches as ddscope.train.train_epoch draws for each member alone.
+    The same permutations and batches as ddscope.train.train_epoch draws for each member alone; with `graphed`
+    (ddscope.train.GraphedStep, CUDA) full batches are replayed from one CUDA graph of the whole stack's step.
     """
     perms = torch.stack([torch.randperm(len(x), generator=g) for g in shuffles]).to(x.device, non_blocking=True)
     y = torch.stack(ys)
@@ -123,7 +120,7 @@ def stacked_train_epoch(models, opts, x: torch.Tensor, ys: list[torch.Tensor], b
         if graphed is not None and idx.shape[1] == batch_size:
             graphed(xb, yb)
         else:
-            stacked_step(models, opts, xb, yb, smoothing)
+            stacked_step(stacked, opts, xb, yb, smoothing)
 
 
 def stacking_is_exact(models: list[nn.Module], opts: list[torch.optim.Optimizer], n_features: int,
@@ -139,6 +136,7 @@ def stacking_is_exact(models: list[nn.Module], opts: list[torch.optim.Optimizer]
     gen = torch.Generator().manual_seed(0)
     copies = [[copy.deepcopy(m) for m in models] for _ in range(2)]
     optims = [[type(o)(c.parameters(), **o.defaults) for c, o in zip(cs, opts)] for cs in copies]
+    stacked = StackedParams(copies[1])
     for b in batch_sizes:
         x = torch.randn(len(models), b, n_features, generator=gen).to(device)
         y = torch.randint(0, models[0].out.out_features, (len(models), b), generator=gen).to(device)
@@ -147,7 +145,7 @@ def stacking_is_exact(models: list[nn.Module], opts: list[torch.optim.Optimizer]
             o.zero_grad(set_to_none=True)
             loss.backward()
             o.step()
-        stacked_step(copies[1], optims[1], x, y, smoothing)
+        stacked_step(stacked, optims[1], x, y, smoothing)
     # bitwise, so that a member that diverges (NaN) in both is still the same
     same = lambda p, q: torch.equal(p.detach().reshape(-1).view(torch.uint8), q.detach().reshape(-1).view(torch.uint8))  # noqa: E731
     return all(same(p, q) for a, b in zip(*copies) for p, q in zip(a.parameters(), b.parameters()))

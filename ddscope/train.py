@@ -21,18 +21,16 @@ import torch
 import torch.nn.functional as F
 import xarray as xr
 
-from .artifacts import (CURVES_CF_ATTRS, ArtifactError, atomic_path, describe, read_dataset, read_labels,
+from .artifacts import (CURVES_CF_ATTRS, FAILED, ArtifactError, TrainingFailed, atomic_path, describe, read_dataset, read_labels,
                         write_netcdf)
-from .config import EXECUTION_KEYS, INPUT_SHAPE, layer_widths, model_spec
+from .config import INPUT_SHAPE, layer_widths, model_spec, train_config_text
 from .augment import make_augment
-from .joblog import LOG_FILE_ONLY, TERMINAL_ONLY, TrainingFailed, format_duration
+from .joblog import LOG_FILE_ONLY, TERMINAL_ONLY, format_duration
 from .models import build_model, resolve_device
 from .recording import ActivationStore, probe_coords
-from .stacked import GraphedStackedStep, stack_shape, stacked_train_epoch, stacking_is_exact
+from .stacked import StackedParams, stack_shape, stacked_step, stacked_train_epoch, stacking_is_exact
 
 SPLITS = ("train_all", "train_clean", "train_noisy_assigned", "train_noisy_original", "test")
-# keys of the run spec that do not change what is computed (so a resume may differ in them)
-_NOT_FINGERPRINTED = set(EXECUTION_KEYS["train"])
 
 
 @dataclass
@@ -56,8 +54,7 @@ class RunPaths:
 
 def fingerprint(spec: dict, dataset_attrs: dict, label_attrs: dict) -> dict:
     """What a run was trained from: input hashes and the resolved training config."""
-    config = {k: v for k, v in sorted(spec.items()) if k not in _NOT_FINGERPRINTED}
-    text = json.dumps(config, sort_keys=True)
+    text = train_config_text(spec)
     return {"dataset_sha256": dataset_attrs["content_sha256"], "labels_sha256": label_attrs["sha256"],
             "train_config": text, "train_config_sha256": hashlib.sha256(text.encode()).hexdigest()}
 
@@ -151,52 +148,56 @@ def make_optimizer(model, spec: dict, device: torch.device) -> torch.optim.Optim
                             capturable=device.type == "cuda")
 
 
-def _step(model, opt, xb, yb, smoothing):
+def _step(model, opt, xb, yb, smoothing, zero_grad: bool = True):
     loss = F.cross_entropy(model(xb), yb, label_smoothing=smoothing)
-    opt.zero_grad(set_to_none=True)
+    if zero_grad:
+        opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
 
 
-class _GraphedStep:
+class GraphedStep:
     """One full-size training step (forward, backward, Adam) captured as a CUDA graph and replayed.
 
-    A step of a small MLP is a few dozen short kernels; launching them from Python costs more than
-    running them, so on CUDA the step is replayed from a graph. Batches are copied into static buffers.
+    A step of a small MLP is a few dozen short kernels; launching them from Python costs more than running
+    them, so on CUDA the step is replayed from a graph: a solo run's step, or a whole stack's (every member's
+    batched forward and backward and every member's Adam, ddscope.stacked). Batches are copied into static
+    buffers. `step(xb, yb, zero_grad)` is the eager step.
     """
 
-    def __init__(self, model, opt, smoothing):
-        self.model, self.opt, self.smoothing = model, opt, smoothing
+    def __init__(self, step, opts):
+        self.step, self.opts = step, opts
         self.graph = None
 
     def __call__(self, xb, yb):
         if self.graph is None:
-            # eager warm-up steps on side streams are real steps of training, then capture the next one
+            # an eager warm-up step on a side stream is a real step of training, then the next one is captured
             self.xs, self.ys = xb.clone(), yb.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                _step(self.model, self.opt, self.xs, self.ys, self.smoothing)
+                self.step(self.xs, self.ys, True)
             torch.cuda.current_stream().wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
-            self.opt.zero_grad(set_to_none=True)
+            for opt in self.opts:
+                opt.zero_grad(set_to_none=True)
             with torch.cuda.graph(self.graph):
-                loss = F.cross_entropy(self.model(self.xs), self.ys, label_smoothing=self.smoothing)
-                loss.backward()
-                self.opt.step()
+                self.step(self.xs, self.ys, False)
             return
         self.xs.copy_(xb)
         self.ys.copy_(yb)
         self.graph.replay()
 
 
-def graphed_step(model, opt, smoothing: float, device: torch.device) -> _GraphedStep | None:
-    """The CUDA-graph step runner on CUDA, None (eager steps) elsewhere."""
-    return _GraphedStep(model, opt, smoothing) if device.type == "cuda" else None
+def graphed_step(model, opt, smoothing: float, device: torch.device) -> GraphedStep | None:
+    """The CUDA-graph step runner of a solo run on CUDA, None (eager steps) elsewhere."""
+    if device.type != "cuda":
+        return None
+    return GraphedStep(lambda xb, yb, zero: _step(model, opt, xb, yb, smoothing, zero), [opt])
 
 
 def train_epoch(model, opt, x, y, batch_size: int, shuffle: torch.Generator, smoothing: float = 0.0,
-                graphed: _GraphedStep | None = None, augment=None) -> None:
+                graphed: GraphedStep | None = None, augment=None) -> None:
     """One pass over (x, y) in the order of one permutation drawn from `shuffle`; slices, no DataLoader.
 
     With `graphed` (CUDA), full batches are replayed from a CUDA graph; a last partial batch runs eagerly.
@@ -213,6 +214,12 @@ def train_epoch(model, opt, x, y, batch_size: int, shuffle: torch.Generator, smo
         else:
             _step(model, opt, xb, y[idx], smoothing)
     model.eval()
+
+
+def _own(state_dict: dict) -> dict:
+    """Tensors with storage of their own: a stacked member's parameters are views into its stack's tensors,
+    and torch.save would write the whole stack with each."""
+    return {k: v.clone() for k, v in state_dict.items()}
 
 
 def _checkpoint(path: Path, **state) -> None:
@@ -329,7 +336,7 @@ class Member:
                               f"{per_epoch:.2f} s/epoch  ETA {eta}", extra=TERMINAL_ONLY)
         if epoch % spec["checkpoint_every"] == 0 or epoch == spec["epochs"]:
             self.store.wait()  # n_complete must count only epochs that are on disk
-            _checkpoint(self.ckpt_path, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+            _checkpoint(self.ckpt_path, model=_own(self.model.state_dict()), optimizer=self.opt.state_dict(),
                         shuffle_rng=self.shuffle.get_state(), epoch=epoch,
                         torch_rng=torch.get_rng_state() if self.alone else self.torch_rng,
                         augment_rng=self.augment.get_state() if self.augment is not None else None,
@@ -343,7 +350,7 @@ class Member:
         write_netcdf(_curves_dataset(epochs_done, np.stack([self.curves[e] for e in epochs_done]), attrs),
                      paths.curves)
         with atomic_path(paths.model) as tmp:
-            torch.save({"state_dict": self.model.state_dict(), "in_dim": self.d.x_train.shape[1],
+            torch.save({"state_dict": _own(self.model.state_dict()), "in_dim": self.d.x_train.shape[1],
                         "in_shape": list(self.in_shape), **model_spec(spec), "layer_widths": layer_widths(spec),
                         "n_classes": self.n_classes, **self.fp}, tmp)
         self.store.wait()
@@ -380,12 +387,15 @@ def _train_epoch_of(members: list[Member], epoch: int, graphs: dict, exact: dict
         for m in members:
             _train_epoch_of([m], epoch, graphs, exact)
         return
+    opts, smoothing = [m.opt for m in members], [m.smoothing for m in members]
     if key not in graphs:
-        graphs[key] = (GraphedStackedStep([m.model for m in members], [m.opt for m in members],
-                                          [m.smoothing for m in members]) if device.type == "cuda" else None)
-    stacked_train_epoch([m.model for m in members], [m.opt for m in members], members[0].d.x_train,
-                        [m.d.y_assigned for m in members], members[0].spec["batch_size"],
-                        [m.shuffle for m in members], [m.smoothing for m in members], graphs[key])
+        stacked = StackedParams([m.model for m in members])
+        graph = (GraphedStep(lambda xb, yb, zero: stacked_step(stacked, opts, xb, yb, smoothing, zero), opts)
+                 if device.type == "cuda" else None)
+        graphs[key] = stacked, graph
+    stacked, graph = graphs[key]
+    stacked_train_epoch(stacked, opts, members[0].d.x_train, [m.d.y_assigned for m in members],
+                        members[0].spec["batch_size"], [m.shuffle for m in members], smoothing, graph)
 
 
 def train_stack(dataset_path, members: list[Member], threads: int | None = None) -> list[Member]:
@@ -447,19 +457,25 @@ def train_run(dataset_path, labels_path, paths: RunPaths, spec: dict, log: loggi
 
 
 def main(argv=None) -> None:
-    """`python -m ddscope.train DATASET LABELS RUN_DIR SPEC_JSON`: one run outside Snakemake."""
+    """`python -m ddscope.train DATASET LABELS RUN_DIR SPEC_JSON [RUN_DIR SPEC_JSON ...]`: runs outside Snakemake,
+    several trained as one stack (each with its train.log in its RUN_DIR)."""
     import argparse
 
     from .joblog import expected_errors, job_logger
 
     p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("dataset"), p.add_argument("labels"), p.add_argument("run_dir"), p.add_argument("spec")
+    p.add_argument("dataset"), p.add_argument("labels"), p.add_argument("runs", nargs="+", metavar="RUN_DIR SPEC_JSON")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    log = job_logger(Path(args.run_dir) / "train.log")
-    with expected_errors(log):
-        train_run(args.dataset, args.labels, RunPaths.in_dir(args.run_dir), json.loads(Path(args.spec).read_text()),
-                  log, args.threads)
+    if len(args.runs) % 2:
+        p.error("give a SPEC_JSON after each RUN_DIR")
+    pairs = list(zip(args.runs[::2], args.runs[1::2]))
+    members = [Member(json.loads(Path(spec).read_text()), RunPaths.in_dir(run_dir), args.labels,
+                      job_logger(Path(run_dir) / "train.log", name=f"ddscope.{i}")) for i, (run_dir, spec) in enumerate(pairs)]
+    with expected_errors(members[0].log):
+        failed = train_stack(args.dataset, members, args.threads)
+        if failed:
+            raise TrainingFailed("; ".join(f"{m.name}: {m.failure}" for m in failed))
 
 
 if __name__ == "__main__":

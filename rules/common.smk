@@ -1,4 +1,7 @@
 # Shared names and helpers: every path of the study is built here.
+import os
+import re
+
 from ddscope.config import (
     has_noisy_label_study,
     layer_widths,
@@ -10,6 +13,7 @@ from ddscope.config import (
     split_sizes,
     run_names,
     sweep_models,
+    train_stacks,
 )
 from ddscope.analyses.registry import ANALYSES as ANALYSIS_REGISTRY
 from ddscope.analyses.registry import FIGURES as FIGURE_REGISTRY
@@ -76,15 +80,19 @@ def findings_inputs(wildcards):
 
 
 def train_spec(wildcards):
+    return run_spec(wildcards.run)
+
+
+def run_spec(name):
     """The resolved training settings of one run: exactly the keys its results depend on.
 
-    Execution-only keys (device, gpus, threads, eval_batch_size, checkpoint_every) are left out, so
+    Execution-only keys (device, gpus, threads, eval_batch_size, checkpoint_every, stack) are left out, so
     changing them reruns nothing; scripts/train.py reads them from the config.
     """
-    run = parse_run(wildcards.run)
+    run = parse_run(name)
     t = config["train"]
     spec = {
-        "run": wildcards.run,
+        "run": name,
         "model": run["model"],
         # an MLP's spec is {hidden} (as before architectures had a key); other architectures give theirs
         **model_spec(config["models"][run["model"]]),
@@ -99,7 +107,40 @@ def train_spec(wildcards):
     # absent when off: runs without it keep the fingerprint they always had
     if t["augment"] != "none":
         spec["augment"] = t["augment"]
+    if t["tf32"]:
+        spec["tf32"] = True
+    # a batched step is bit-identical to a solo one on CPUs (tests/test_stacked.py), not known to be on GPUs
+    if train_gpus() and t["stack"] > 1:
+        spec["gpu_stack"] = t["stack"]
     return spec
+
+
+def trained_runs():
+    """Runs whose outputs exist, or their stack's (a stack's job makes runs/<run>/trained/ when it starts)."""
+    outputs = ("activations.zarr", "curves.nc", "model.pt")
+    return {
+        run
+        for run in RUNS
+        if os.path.exists(f"{RESULTS}/runs/{run}/trained")
+        or all(os.path.exists(f"{RESULTS}/runs/{run}/{name}") for name in outputs)
+    }
+
+
+# the runs each training job trains together (ddscope.config.train_stacks)
+STACKS = train_stacks(config, trained_runs()) if RUNS else []
+
+
+def stack_rule(members):
+    """train_stack_<first run>: the job that trains `members` (rule names are identifiers)."""
+    return f"train_stack_{re.sub(r'[^a-z0-9]', '_', members[0])}"
+
+
+# stack rule name -> its runs
+STACK_MEMBERS = {stack_rule(members): members for members in STACKS}
+
+
+def labels_path(run):
+    return f"{RESULTS}/labels/{parse_run(run)['noise']}.h5"
 
 
 def train_gpus():
@@ -182,6 +223,8 @@ def check_job_memory():
     needed = biggest.resources.get("mem_mb", 0)
     if needed > available:
         what = ", ".join(f"{k}={v}" for k, v in biggest.wildcards.items())
+        if biggest.rule.name in STACK_MEMBERS:
+            what = "training " + ", ".join(STACK_MEMBERS[biggest.rule.name])
         print(
             f"ddscope: job {biggest.rule.name} ({what or 'no wildcards'}) needs about {needed} MB of memory, "
             f"this machine has {available} MB: make the study smaller (dataset.n_train, model widths, "

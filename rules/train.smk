@@ -1,7 +1,48 @@
+# Training. One job per stack (STACKS, ddscope.config.train_stacks): the runs it trains together, each
+# written to runs/<run>/trained/; then rule train moves each run's outputs into place. Rule train's inputs
+# and params are the run's own whatever its stack, so changing train.stack reruns nothing, and
+# `--until train`, `--forcerun train` reach every run (a forced run's stack retrains it).
+
+
+for members in STACKS:
+
+    rule:
+        name:
+            stack_rule(members)
+        input:
+            dataset=rules.prepare_dataset.output.dataset,
+            labels=sorted({labels_path(run) for run in members}),
+        output:
+            # temporary: rule train moves the contents; local: a stack's runs never travel to storage twice
+            trained=[
+                local(temp(directory(f"{RESULTS}/runs/{run}/trained")))
+                for run in members
+            ],
+        log:
+            [f"{LOGS}/train/{run}.log" for run in members],
+        benchmark:
+            f"{BENCH}/train/{members[0]}.tsv"
+        conda:
+            "../envs/ddscope.yaml"
+        threads: config["train"]["threads"]
+        resources:
+            **train_gpus(),
+            mem_mb=sizing.train_mem_mb(
+                config, parse_run(members[0])["model"], len(members)
+            ),
+            runtime=sizing.train_runtime_min(
+                config, parse_run(members[0])["model"], len(members)
+            ),
+        params:
+            specs=[run_spec(run) for run in members],
+            labels=[labels_path(run) for run in members],
+        script:
+            "../scripts/train.py"
+
+
 rule train:
     input:
-        dataset=rules.prepare_dataset.output.dataset,
-        labels=lambda wc: f"{RESULTS}/labels/{parse_run(wc.run)['noise']}.h5",
+        trained=f"{RESULTS}/runs/{{run}}/trained",
     output:
         # a real directory output, so storage plugins move the whole store; its consolidated metadata
         # lets xr.open_zarr open it without listing (and warning about) Snakemake's timestamp file
@@ -9,17 +50,14 @@ rule train:
         curves=f"{RESULTS}/runs/{{run}}/curves.nc",
         model=f"{RESULTS}/runs/{{run}}/model.pt",
     log:
-        f"{LOGS}/train/{{run}}.log",
-    benchmark:
-        f"{BENCH}/train/{{run}}.tsv"
+        f"{LOGS}/train_outputs/{{run}}.log",
     conda:
         "../envs/ddscope.yaml"
-    threads: config["train"]["threads"]
+    threads: 1
     resources:
-        **train_gpus(),
-        mem_mb=lambda wc: sizing.train_mem_mb(config, run_model(wc)),
-        runtime=lambda wc: sizing.train_runtime_min(config, run_model(wc)),
+        mem_mb=1000,
+        runtime=10,
     params:
         spec=train_spec,
     script:
-        "../scripts/train.py"
+        "../scripts/train_outputs.py"

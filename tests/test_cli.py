@@ -95,11 +95,12 @@ def test_status_in_every_state(study_dir, tmp_path, capsys):
     (logs / f"{crashed}.log").write_text("\n".join(training_log(crashed, 3)) + "\n")
     (workdir / ".snakemake" / "log").mkdir(parents=True)
     (workdir / ".snakemake" / "log" / "2026-01-01T100000.snakemake.log").write_text(
-        f"Error in rule train:\n    jobid: 7\n    output: results/tiny/runs/{crashed}/curves.nc\n"
+        f"Error in rule train_stack_{crashed.replace('-', '_')}:\n    jobid: 7\n"
+        f"    output: results/tiny/runs/{crashed}/trained\n"
         f"    log: results/tiny/logs/train/{crashed}.log (check log file(s) for error details)\n")
     # Snakemake killed while training: its incomplete marker stays, no lock
     (logs / f"{killed}.log").write_text("\n".join(training_log(killed, 5)) + "\n")
-    marker = urlsafe_b64encode(f"results/tiny/runs/{killed}/curves.nc".encode()).decode()
+    marker = urlsafe_b64encode(f"results/tiny/runs/{killed}/trained".encode()).decode()  # its stack's job
     (workdir / ".snakemake" / "incomplete").mkdir()
     (workdir / ".snakemake" / "incomplete" / marker).write_text("{}")
     config = workdir / "tiny.yaml"

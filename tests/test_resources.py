@@ -101,7 +101,7 @@ def test_a_study_too_large_for_this_machine_is_one_line_before_any_job(tmp_path)
     result = run_snakemake(tmp_path, configfile=write_config(tmp_path, config))
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("ddscope:")]
-    assert len(errors) == 1 and errors[0].startswith("ddscope: job train (run=huge-sym30-ce-s0) needs about ")
+    assert len(errors) == 1 and errors[0].startswith("ddscope: job train_stack_huge_sym30_ce_s0 (training huge-sym30-ce-s0) needs about ")
     assert "this machine has" in errors[0] and "dataset.n_train" in errors[0]
     assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()  # no job ran
 

@@ -4,7 +4,13 @@ Bit-identity depends on the BLAS build and the thread count, so it is tested her
 at the shapes and thread counts of the shipped configs, not assumed.
 """
 
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +20,10 @@ import torch.nn.functional as F
 import xarray as xr
 
 from ddscope.analyses.activations import open_activations
-from ddscope.config import INPUT_SHAPE, has_noisy_label_study, study_config, validate_config
+from ddscope.config import (INPUT_SHAPE, condition_of, has_noisy_label_study, run_names, study_config, train_stacks,
+                             validate_config)
 from ddscope.models import MLP
-from ddscope.stacked import stack_shape, stacked_train_epoch
+from ddscope.stacked import StackedParams, stack_shape, stacked_train_epoch
 from ddscope.train import Member, RunPaths, train_epoch, train_run, train_stack
 from test_train import _interrupted_run, inputs, make_spec  # noqa: F401 (inputs is a fixture)
 
@@ -64,10 +71,11 @@ def test_stacked_epoch_is_bit_identical_to_solo_epochs(features, hidden, batch, 
         return model, torch.optim.Adam(model.parameters(), lr=1e-3, fused=True), torch.Generator().manual_seed(seed)
 
     solo, stacked = [member(s) for s in range(3)], [member(s) for s in range(3)]
+    params = StackedParams([m for m, _, _ in stacked])
     for _ in range(2):
         for (model, opt, gen), y, s in zip(solo, ys, smoothing):
             train_epoch(model, opt, x, y, batch, gen, s)
-        stacked_train_epoch([m for m, _, _ in stacked], [o for _, o, _ in stacked], x, ys, batch,
+        stacked_train_epoch(params, [o for _, o, _ in stacked], x, ys, batch,
                             [g for _, _, g in stacked], smoothing)
     for (a, oa, _), (b, ob, _) in zip(solo, stacked):
         for (name, p), q in zip(a.named_parameters(), b.parameters()):
@@ -178,3 +186,63 @@ def test_a_diverging_member_fails_alone(inputs, tmp_path, caplog):
         solo = RunPaths.in_dir(tmp_path / "solo" / specs[i]["run"])
         train_run(inputs[0], inputs[1], solo, specs[i])
         _assert_same_outputs(solo, members[i].paths)
+
+
+def test_stack_killed_with_sigkill_resumes_bit_identical(inputs, tmp_path):
+    """A real stacked training process (python -m ddscope.train with three runs) killed with SIGKILL part-way."""
+    specs = _specs(epochs=30, checkpoint_every=5)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+    def cmd(root):
+        args = []
+        for spec in specs:
+            (root / spec["run"]).mkdir(parents=True, exist_ok=True)
+            (root / f"{spec['run']}.json").write_text(json.dumps(spec))
+            args += [str(root / spec["run"]), str(root / f"{spec['run']}.json")]
+        return [sys.executable, "-m", "ddscope.train", str(inputs[0]), str(inputs[1]), *args]
+
+    subprocess.run(cmd(tmp_path / "whole"), check=True, env=env, capture_output=True)
+    proc = subprocess.Popen(cmd(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "killed" / specs[-1]["run"] / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and "epoch 12/30" in log.read_text():
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert all((tmp_path / "killed" / s["run"] / "work" / "checkpoint.pt").exists() for s in specs)
+    subprocess.run(cmd(tmp_path / "killed"), check=True, env=env, capture_output=True)
+    assert "resuming from epoch 10" in log.read_text()
+    for spec in specs:
+        _assert_same_outputs(RunPaths.in_dir(tmp_path / "whole" / spec["run"]),
+                             RunPaths.in_dir(tmp_path / "killed" / spec["run"]))
+
+
+def _default(**train):
+    config = validate_config(study_config([]))
+    config["train"].update(train)
+    return config
+
+
+def test_stacks_are_the_seeds_of_one_condition():
+    config = _default()
+    stacks = train_stacks(config)
+    assert config["train"]["stack"] == 3 and len(stacks) == 6
+    assert stacks[0] == ["mlp3-sym0-ce-s0", "mlp3-sym0-ce-s1", "mlp3-sym0-ce-s2"]
+    assert sorted(r for s in stacks for r in s) == sorted(run_names(config))
+    assert all(len({condition_of(r) for r in s}) == 1 for s in stacks)
+    assert [len(s) for s in train_stacks(_default(stack=2))] == [2, 1] * 6
+    assert all(len(s) == 1 for s in train_stacks(_default(stack=1)))
+    augmented = _default(augment="crop_flip")
+    assert all(len(s) == 1 for s in train_stacks(augmented))
+
+
+def test_trained_runs_stack_only_with_each_other():
+    """A new seed gets a stack of its own; a finished study keeps its stacks out of the new ones."""
+    config = _default(seeds=[0, 1, 2, 3])
+    done = {r for r in run_names(config) if not r.endswith("-s3")}
+    stacks = train_stacks(config, done)
+    new = [s for s in stacks if any(r.endswith("-s3") for r in s)]
+    assert all(len(s) == 1 for s in new) and len(new) == 6
+    assert all(set(s) <= done for s in stacks if s not in new)

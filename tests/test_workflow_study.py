@@ -154,6 +154,9 @@ def test_findings_criterion_reruns_only_findings(study):
 def test_new_seed_trains_only_the_new_runs(study):
     jobs = dry_run(study, changed("train", "seeds", [0, 1]))
     assert jobs["train"] == len(RUNS) and jobs["extract_cka"] == len(RUNS)
+    # each model's new seed is a stack of its own: the finished seed 0 is not trained again with it
+    assert {j for j in jobs if j.startswith("train_stack_")} == {"train_stack_mlp3_sym30_ce_s1",
+                                                                  "train_stack_mlp5_sym30_ce_s1"}
     assert "prepare_dataset" not in jobs and "make_noisy_labels" not in jobs
 
 
@@ -165,6 +168,7 @@ def test_learning_rate_retrains(study):
 @pytest.mark.parametrize("section, key, value", [
     ("train", "device", "cpu"), ("train", "threads", 2), ("train", "eval_batch_size", 100),
     ("train", "checkpoint_every", 5), ("train", "gpus", 0), ("analyses", "cka.max_mem_mb", 64),
+    ("train", "stack", 1), ("train", "stack", 8),
 ])
 def test_execution_settings_rerun_nothing(study, section, key, value):
     # they say how a result is computed, not what it is: a finished study stays finished
@@ -176,12 +180,21 @@ def test_training_asks_for_a_gpu_only_when_the_study_trains_on_gpus(study):
         result = run_snakemake(study, "-n", "--forcerun", "train", configfile=write_config(study, config, "gpu.yaml"))
         assert result.returncode == 0, result.stderr[-3000:]
         out = result.stdout + result.stderr
-        block = out[out.index("rule train:"):]
+        block = out[out.index("rule train_stack_"):]
         return block[block.index("resources:"):].splitlines()[0]
 
     assert "gpu=" not in train_resources(TINY)  # the default (device auto, gpus 0) fits a CPU partition
     assert "gpu=1" in train_resources(changed("train", "gpus", 1))
     assert "gpu=1" in train_resources(changed("train", "device", "cuda"))
+
+
+def test_forcerun_train_retrains_through_the_stacks(study):
+    """`--forcerun train` reaches the training: each run's stack job makes its trained/ again."""
+    result = run_snakemake(study, "-n", "--forcerun", "train", "--until", "train",
+                           configfile=write_config(study, TINY, "force.yaml"))
+    jobs = scheduled_jobs(result.stdout + result.stderr)
+    assert jobs["train"] == len(RUNS) and {"train_stack_mlp3_sym30_ce_s0", "train_stack_mlp5_sym30_ce_s0"} <= set(jobs)
+    assert not {j for j in jobs if j.startswith("extract_")}
 
 
 def test_activation_store_opens_with_plain_xarray_without_warnings(study):

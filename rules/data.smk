@@ -5,6 +5,7 @@ rule prepare_dataset:
         f"{LOGS}/prepare_dataset.log",
     benchmark:
         f"{BENCH}/prepare_dataset.tsv"
+    localrule: True
     conda:
         "../envs/ddscope.yaml"
     threads: 1
@@ -26,6 +27,7 @@ rule make_noisy_labels:
         f"{LOGS}/make_noisy_labels/{{noise}}.log",
     benchmark:
         f"{BENCH}/make_noisy_labels/{{noise}}.tsv"
+    localrule: True
     conda:
         "../envs/ddscope.yaml"
     threads: 1

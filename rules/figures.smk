@@ -27,6 +27,7 @@ for figure, spec in FIGURES.items():
             f"{LOGS}/plot_{figure}.log",
         benchmark:
             f"{BENCH}/plot_{figure}.tsv"
+        localrule: True
         conda:
             "../envs/ddscope.yaml"
         threads: 1

@@ -16,6 +16,7 @@ rule summarize:
         f"{LOGS}/summarize.log",
     benchmark:
         f"{BENCH}/summarize.tsv"
+    localrule: True
     conda:
         "../envs/ddscope.yaml"
     threads: 1
@@ -42,6 +43,7 @@ rule findings:
         f"{LOGS}/findings.log",
     benchmark:
         f"{BENCH}/findings.tsv"
+    localrule: True
     conda:
         "../envs/ddscope.yaml"
     threads: 1

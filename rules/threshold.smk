@@ -141,6 +141,7 @@ rule threshold_plot_loss:
         f"{LOGS}/threshold_plot_loss.log",
     benchmark:
         f"{BENCH}/threshold_plot_loss.tsv"
+    localrule: True
     conda:
         "../envs/ddscope.yaml"
     threads: 1
@@ -167,6 +168,7 @@ rule threshold_plot_alignment:
         f"{LOGS}/threshold_plot_alignment.log",
     benchmark:
         f"{BENCH}/threshold_plot_alignment.tsv"
+    localrule: True
     conda:
         "../envs/ddscope.yaml"
     threads: 1
@@ -190,6 +192,7 @@ rule threshold_findings:
         f"{LOGS}/threshold_findings.log",
     benchmark:
         f"{BENCH}/threshold_findings.tsv"
+    localrule: True
     conda:
         "../envs/ddscope.yaml"
     threads: 1

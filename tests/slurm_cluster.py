@@ -265,9 +265,15 @@ class SlurmCluster:
         return result.stdout.strip() if result.returncode == 0 else "error"
 
     def jobs(self) -> list[dict[str, str]]:
-        """The jobs squeue shows (running, pending and, for MinJobAge, finished): id, name, comment, state."""
-        out = self.run("squeue", "-h", "--states=all", "-o", "%i|%j|%k|%T").stdout
-        return [dict(zip(("id", "name", "comment", "state"), line.split("|", 3))) for line in out.splitlines() if line]
+        """The jobs squeue shows (running, pending and, for MinJobAge, finished): id, name, comment, state, and what
+        each asked for: memory (MB) and CPUs."""
+        out = self.run("squeue", "-h", "--states=all", "-o", "%i|%j|%T|%m|%C|%k").stdout
+        jobs = []
+        for line in filter(None, out.splitlines()):
+            id_, name, state, mem, cpus, comment = line.split("|", 5)
+            jobs.append({"id": id_, "name": name, "comment": comment, "state": state,
+                         "mem_mb": round(float(mem[:-1]) * {"M": 1, "G": 1024, "T": 1024**2}[mem[-1]]), "cpus": int(cpus)})
+        return jobs
 
     def _cancel_all_jobs(self) -> None:
         try:

@@ -22,6 +22,10 @@ from conftest import REPO, SNAKEFILE, run_snakemake, scheduled_jobs
 from slurm_cluster import SlurmCluster, skip_unless_available
 from tiny_study import RUN, TINY, assert_same_dataset, run_local, write_config
 
+from ddscope import resources as sizing
+from ddscope.analyses.registry import ANALYSES
+from ddscope.config import study_config, validate_config
+
 pytestmark = pytest.mark.slow
 
 # What a cluster without accounting needs: sacct fails there, so the plugin's default status polling (sacct) never
@@ -97,16 +101,24 @@ def test_tiny_study_through_slurm(slurm, tmp_path):
     assert result.returncode == 0, output[-6000:] + "\n" + slurm.log_tails()
     print(f"\nslurm run of the tiny study: {time.monotonic() - t0:.1f} s")
 
-    # every job but `all` went through Slurm: one sbatch job per rule, completed, with its log kept by the plugin
-    expected = {rule for rule, n in scheduled_jobs(output).items() if rule != "all"}
-    assert "train" in expected and "summarize" in expected, output[-3000:]
+    # through Slurm: each stack's training job, and one job per run for its analyses (group `analyses`: its rule
+    # train and its seven extract jobs, one after another); data, plots, summary, findings on this host
+    scheduled = scheduled_jobs(output)
+    stacks = {rule for rule in scheduled if rule.startswith("train_stack_")}
+    assert stacks and scheduled["train"] == 1 and "summarize" in scheduled, output[-3000:]
     jobs = [j for j in slurm.jobs() if j["name"] == _run_id(output)]
-    rules = {re.match(r"rule_(.+?)(_wildcards_.*)?$", j["comment"]).group(1) for j in jobs}
-    assert rules == expected, (rules, expected)
     assert {j["state"] for j in jobs} == {"COMPLETED"}, jobs
+    trained = {re.match(r"rule_(train_stack_\w+?)(_wildcards_.*)?$", j["comment"]).group(1)
+               for j in jobs if j["comment"].startswith("rule_train_stack_")}
+    groups = [j for j in jobs if not j["comment"].startswith("rule_train_stack_")]
+    assert trained == stacks and len(groups) == 1 and len(jobs) == len(stacks) + 1, jobs
+    # its jobs run one after another: the group asks for its largest member, not for eight jobs side by side
+    config_ = validate_config(study_config([config]))
+    members = [sizing.extract_mem_mb(config_, "mlp3", a) for a in ANALYSES] + [1000]
+    assert groups[0]["cpus"] == 1 and groups[0]["mem_mb"] == max(members) < sum(members), groups
     slurm_logs = work / ".snakemake" / "slurm_logs"
-    logged = {d.name.removeprefix("rule_") for d in slurm_logs.iterdir() if any(d.rglob("*.log"))}
-    assert logged == expected, (logged, expected)
+    logged = {d.name for d in slurm_logs.iterdir() if any(d.rglob("*.log"))}
+    assert {f"rule_{s}" for s in stacks} <= logged and any(d.startswith("group_") for d in logged), logged
     allocated = set(re.findall(r"(?:sched: Allocate|Started) JobId=(\d+)", slurm.logs["slurmctld"].read_text()))
     assert {j["id"] for j in jobs} <= allocated
 
@@ -211,7 +223,7 @@ def _cancel_and_resume(slurm, tmp_path: Path, target: str) -> None:
     rerun = run_snakemake(work, *SLURM_FLAGS, target, configfile=config, timeout=SLURM_TIMEOUT)
     assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-6000:] + "\n" + slurm.log_tails()
     print(f"rerun through Slurm: {time.monotonic() - t0:.1f} s")
-    assert scheduled_jobs(rerun.stdout + rerun.stderr) == {"train": 1}
+    assert scheduled_jobs(rerun.stdout + rerun.stderr) == {f"train_stack_{RUN.replace('-', '_')}": 1, "train": 1}
     text = log.read_text()
     resumed = re.search(r"resuming from epoch (\d+)", text)
     assert resumed, text[-3000:]

@@ -2,6 +2,7 @@
 
     python benchmarks/stacking.py                     # CPU, 1 thread: MNIST-1D shapes at the shipped widths
     python benchmarks/stacking.py --paper --device cuda   # the paper study's 9 runs on CIFAR-sized data
+    python benchmarks/stacking.py --bits --device cuda    # stacked vs solo parameters after 1, 10, 100 epochs
 
 CPU mode: for each width, `--members` MLPs of `--depth` hidden layers on `--n` MNIST-1D-sized samples; one epoch
 of every member stepped alone (ddscope.train.train_epoch, one after another) against one stacked epoch
@@ -124,6 +125,26 @@ def paper_mode(args, device):
     print(f"stacked vs solo: {times['solo'] / times['stacked']:.2f}×")
 
 
+def bits_mode(args, device):
+    """How far stacked members drift from solo ones on this device: max |Δ parameter| after 1, 10, 100 epochs."""
+    x = torch.randn(args.n, 40, device=device)
+    y = torch.randint(0, 10, (args.n,), device=device)
+    hidden = [args.widths[0]] * args.depth
+    a, b = members(args.members, 40, hidden, device), members(args.members, 40, hidden, device)
+    ga, gb = {}, {}
+    print(f"{args.members} MLPs, width {hidden[0]}, {args.depth} hidden layers, {args.n} samples, {device}")
+    for epoch in range(1, 101):
+        solo_epochs(a, x, y, args.batch, device, ga)
+        stacked_epoch(b, x, y, args.batch, device, gb)
+        if epoch in (1, 10, 100):
+            diff = max(float((p - q).abs().max()) for (ma, _, _), (mb, _, _) in zip(a, b)
+                       for p, q in zip(ma.parameters(), mb.parameters()))
+            same = all(torch.equal(p, q) for (ma, _, _), (mb, _, _) in zip(a, b)
+                       for p, q in zip(ma.parameters(), mb.parameters()))
+            print(f"epoch {epoch:>3}: max |stacked - solo| over parameters {diff:.3g}"
+                  + (" (bit-identical)" if same else ""))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -140,10 +161,11 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1000, help="epochs to extrapolate to (paper mode)")
     p.add_argument("--peak-tflops", type=float, default=67.0, help="the device's FP32 rate (H100/H200 SXM: 67)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls (train.tf32)")
+    p.add_argument("--bits", action="store_true", help="drift of stacked from solo members after 1, 10, 100 epochs")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    (paper_mode if args.paper else cpu_mode)(args, device)
+    (paper_mode if args.paper else bits_mode if args.bits else cpu_mode)(args, device)
     sync(device)
 
 

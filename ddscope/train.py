@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,53 @@ def _checkpoint(path: Path, **state) -> None:
         torch.save(state, tmp)
 
 
+def _to_host(obj):
+    """`obj` with each CUDA tensor replaced by a pinned host copy queued on the current stream (no sync)."""
+    if isinstance(obj, torch.Tensor) and obj.is_cuda:
+        host = torch.empty(obj.shape, dtype=obj.dtype, pin_memory=True)
+        return host.copy_(obj, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: _to_host(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_host(v) for v in obj)
+    return obj
+
+
+class Checkpointer:
+    """Writes a run's checkpoints. On CUDA the device-to-host copies are queued behind the epoch's kernels and a
+    thread writes the file once they are done, so the device goes on training meanwhile; elsewhere in place."""
+
+    def __init__(self, path: Path):
+        self.path, self.thread, self.error = path, None, None
+
+    def save(self, **state) -> None:
+        self.wait()
+        if not any(isinstance(t, torch.Tensor) and t.is_cuda for t in state["model"].values()):
+            _checkpoint(self.path, **state)
+            return
+        host, done = _to_host(state), torch.cuda.Event()
+        done.record()
+
+        def write():
+            try:
+                done.synchronize()
+                _checkpoint(self.path, **host)
+            except BaseException as e:  # re-raised by wait(), in the training thread
+                self.error = e
+
+        self.thread = threading.Thread(target=write, name=f"checkpoint {self.path.parent}", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> None:
+        """Until the last checkpoint is on disk (re-raising its writer's error)."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
 def _curves_dataset(epochs: list[int], values: np.ndarray, attrs: dict) -> xr.Dataset:
     """curves.nc: cross-entropy and accuracy [epoch, split] (named as in open_study, where `loss` is a run dim)."""
     ds = xr.Dataset(
@@ -277,6 +325,7 @@ class Member:
         self.augment = make_augment(spec.get("augment", "none"), self.in_shape, spec["seed"])
         self.smoothing = spec["label_smoothing"] if spec["loss"] == "ls" else 0.0
         self.work_zarr, self.ckpt_path = paths.work / "activations.zarr", paths.work / "checkpoint.pt"
+        self.checkpoints = Checkpointer(self.ckpt_path)
         self.failure = None
         if self.ckpt_path.exists():
             state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)  # RNG states stay on CPU
@@ -336,7 +385,7 @@ class Member:
                               f"{per_epoch:.2f} s/epoch  ETA {eta}", extra=TERMINAL_ONLY)
         if epoch % spec["checkpoint_every"] == 0 or epoch == spec["epochs"]:
             self.store.wait()  # n_complete must count only epochs that are on disk
-            _checkpoint(self.ckpt_path, model=_own(self.model.state_dict()), optimizer=self.opt.state_dict(),
+            self.checkpoints.save(model=_own(self.model.state_dict()), optimizer=self.opt.state_dict(),
                         shuffle_rng=self.shuffle.get_state(), epoch=epoch,
                         torch_rng=torch.get_rng_state() if self.alone else self.torch_rng,
                         augment_rng=self.augment.get_state() if self.augment is not None else None,
@@ -345,6 +394,7 @@ class Member:
     def finish(self) -> None:
         """Write the three outputs, each atomically, and drop work/."""
         paths, spec = self.paths, self.spec
+        self.checkpoints.wait()
         attrs = {"run": spec["run"], **self.fp, "splits_loss": "cross-entropy (no label smoothing)"}
         epochs_done = sorted(self.curves)
         write_netcdf(_curves_dataset(epochs_done, np.stack([self.curves[e] for e in epochs_done]), attrs),
@@ -376,13 +426,17 @@ def _train_epoch_of(members: list[Member], epoch: int, graphs: dict, exact: dict
     device = members[0].d.x_train.device
     if key not in exact:
         bs, n = members[0].spec["batch_size"], len(members[0].d.x_train)
-        exact[key] = stacking_is_exact([m.model for m in members], [m.opt for m in members],
-                                       members[0].d.x_train.shape[1], sorted({min(bs, n), n % bs} - {0}),
-                                       [m.smoothing for m in members])
+        same = stacking_is_exact([m.model for m in members], [m.opt for m in members], members[0].d.x_train.shape[1],
+                                 sorted({min(bs, n), n % bs} - {0}), [m.smoothing for m in members])
+        # a GPU study's runs have their stack in their fingerprint (gpu_stack); all others must not depend on it
+        exact[key] = same or "gpu_stack" in members[0].spec
         if not exact[key]:
             members[0].log.warning(f"{', '.join(key)}: a batched step would not be bit-identical to solo steps "
                                    f"with {torch.get_num_threads()} thread(s) on this {device.type}; stepping "
                                    "them one after another")
+        elif not same:
+            members[0].log.info(f"{', '.join(key)}: stacked on {device.type}, not bit-identical to solo steps "
+                                "(train.stack is part of these runs' fingerprint)")
     if not exact[key]:
         for m in members:
             _train_epoch_of([m], epoch, graphs, exact)
@@ -444,6 +498,8 @@ def train_stack(dataset_path, members: list[Member], threads: int | None = None)
     for m in members:
         if m.failure is None:
             m.finish()
+        else:
+            m.checkpoints.wait()
     return [m for m in members if m.failure is not None]
 
 

@@ -135,6 +135,21 @@ def stack_rule(members):
     return f"train_stack_{re.sub(r'[^a-z0-9]', '_', members[0])}"
 
 
+def stack_job_resources(members):
+    """What a stack's training job asks for: sized by ddscope/resources.py for its runs, a GPU when the study
+    trains on GPUs, then `--set-resources train_stack:<resource>=…` (or set-resources in a profile), which
+    reaches every stack's job although their rule names differ (train_stack_<first run>).
+    """
+    model = parse_run(members[0])["model"]
+    overrides = workflow.resource_settings.overwrite_resources.get("train_stack", {})
+    return {
+        "mem_mb": sizing.train_mem_mb(config, model, len(members)),
+        "runtime": sizing.train_runtime_min(config, model, len(members)),
+        **train_gpus(),
+        **{k: getattr(v, "raw", v) for k, v in dict(overrides).items()},
+    }
+
+
 # stack rule name -> its runs
 STACK_MEMBERS = {stack_rule(members): members for members in STACKS}
 

@@ -26,13 +26,7 @@ for members in STACKS:
             "../envs/ddscope.yaml"
         threads: config["train"]["threads"]
         resources:
-            **train_gpus(),
-            mem_mb=sizing.train_mem_mb(
-                config, parse_run(members[0])["model"], len(members)
-            ),
-            runtime=sizing.train_runtime_min(
-                config, parse_run(members[0])["model"], len(members)
-            ),
+            **stack_job_resources(members),
         params:
             specs=[run_spec(run) for run in members],
             labels=[labels_path(run) for run in members],

@@ -246,3 +246,23 @@ def test_trained_runs_stack_only_with_each_other():
     new = [s for s in stacks if any(r.endswith("-s3") for r in s)]
     assert all(len(s) == 1 for s in new) and len(new) == 6
     assert all(set(s) <= done for s in stacks if s not in new)
+
+
+def test_rule_train_moves_checked_outputs_into_place(inputs, tmp_path):
+    """What a stack's job leaves in trained/ reaches the run's paths only if complete and trained from its spec;
+    a member that failed in its stack is reported by name."""
+    from ddscope.artifacts import FAILED, ArtifactError, TrainingFailed, promote_trained_run
+
+    spec = _specs(epochs=2)[0]
+    member = _members(inputs, tmp_path, [spec], trained_dir=True)[0]
+    train_stack(inputs[0], [member])
+    trained, final = member.paths.curves.parent, RunPaths.in_dir(tmp_path / "final")
+    outputs = (final.activations, final.curves, final.model)
+    with pytest.raises(ArtifactError, match="another config"):
+        promote_trained_run(trained, *outputs, {**spec, "lr": 0.5})
+    promote_trained_run(trained, *outputs, {**spec, "checkpoint_every": 7})  # execution keys may differ
+    assert all(p.exists() for p in outputs) and not (trained / "curves.nc").exists()
+    (tmp_path / "failed").mkdir()
+    (tmp_path / "failed" / FAILED).write_text("training loss is nan at epoch 3\n")
+    with pytest.raises(TrainingFailed, match=r"mlp3-sym30-ce-s0: training loss is nan at epoch 3"):
+        promote_trained_run(tmp_path / "failed", *outputs, spec)

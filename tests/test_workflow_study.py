@@ -184,6 +184,11 @@ def test_training_asks_for_a_gpu_only_when_the_study_trains_on_gpus(study):
         return block[block.index("resources:"):].splitlines()[0]
 
     assert "gpu=" not in train_resources(TINY)  # the default (device auto, gpus 0) fits a CPU partition
+    # one --set-resources for every stack's training job, whatever its rule's name
+    result = run_snakemake(study, "-n", "--forcerun", "train", "--set-resources", "train_stack:slurm_partition=gpu",
+                           configfile=write_config(study, TINY, "gpu.yaml"))
+    out = result.stdout + result.stderr
+    assert out.count("slurm_partition=gpu") == len(RUNS), out[-3000:]
     assert "gpu=1" in train_resources(changed("train", "gpus", 1))
     assert "gpu=1" in train_resources(changed("train", "device", "cuda"))
 

@@ -29,14 +29,18 @@ for members in STACKS:
             **stack_job_resources(members),
         params:
             specs=[run_spec(run) for run in members],
-            labels=[labels_path(run) for run in members],
+            # each run's labels file, as an index into input.labels (inputs are what storage maps to local copies)
+            labels=[
+                sorted({labels_path(r) for r in members}).index(labels_path(run))
+                for run in members
+            ],
         script:
             "../scripts/train.py"
 
 
 rule train:
     input:
-        trained=f"{RESULTS}/runs/{{run}}/trained",
+        trained=local(f"{RESULTS}/runs/{{run}}/trained"),
     output:
         # a real directory output, so storage plugins move the whole store; its consolidated metadata
         # lets xr.open_zarr open it without listing (and warning about) Snakemake's timestamp file

@@ -16,7 +16,8 @@ with expected_errors(job_logger(list(snakemake.log), name="ddscope.stack")):
     # device, gpus, eval batch size, checkpoint cadence and stack size change how, not what: never params
     execution = execution_settings("train", snakemake.config["train"])
     members = []
-    for spec, out, labels, log in zip(specs, trained, snakemake.params.labels, logs):
+    labels_files = list(snakemake.input.labels)
+    for spec, out, labels, log in zip(specs, trained, [labels_files[i] for i in snakemake.params.labels], logs):
         out.mkdir(parents=True, exist_ok=True)
         # unfinished state in runs/<run>/work/, where a solo job of the same run keeps it too
         paths = RunPaths(out / "activations.zarr", out / "curves.nc", out / "model.pt", out.parent / "work")

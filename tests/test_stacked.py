@@ -266,3 +266,23 @@ def test_rule_train_moves_checked_outputs_into_place(inputs, tmp_path):
     (tmp_path / "failed" / FAILED).write_text("training loss is nan at epoch 3\n")
     with pytest.raises(TrainingFailed, match=r"mlp3-sym30-ce-s0: training loss is nan at epoch 3"):
         promote_trained_run(tmp_path / "failed", *outputs, spec)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on a GPU box)")
+
+
+@cuda
+def test_cuda_stack_replays_one_graph_and_stays_close_to_solo(inputs, tmp_path):
+    """On CUDA a GPU study's stack (gpu_stack in the spec) is stepped as one graphed batched model; its runs are
+    not known to be bit-identical to solo ones, so they are compared within float32 rounding after 8 epochs."""
+    specs = [{**s, "device": "cuda", "gpu_stack": 3} for s in _specs(epochs=8)]
+    solo = []
+    for spec in specs:
+        paths = RunPaths.in_dir(tmp_path / "solo" / spec["run"])
+        train_run(inputs[0], inputs[1], paths, {k: v for k, v in spec.items() if k != "gpu_stack"})
+        solo.append(paths)
+    stacked = _members(inputs, tmp_path / "stack", specs)
+    assert train_stack(inputs[0], stacked) == []
+    for a, m in zip(solo, stacked):
+        ca, cb = xr.open_dataset(a.curves), xr.open_dataset(m.paths.curves)
+        np.testing.assert_allclose(ca.cross_entropy.values, cb.cross_entropy.values, rtol=1e-3, atol=1e-4)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every check that needs a GPU, as one script for a CUDA machine (CI never has one), about 6 minutes on an H100:
+# Every check that needs a GPU, as one script for a CUDA machine (CI never has one); estimated under 10 minutes
+# on an H100 (not yet measured):
 #   bash benchmarks/gpu_checks.sh [OUT]     # OUT: where logs and the Snakemake study go (default gpu-checks/)
 # 1. the tests marked for CUDA; 2. the training-epoch and stacking benchmarks (paper shapes, FP32 and TF32,
 # and the drift of stacked from solo members after 1, 10, 100 epochs); 3. three epochs of

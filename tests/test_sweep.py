@@ -387,6 +387,6 @@ def test_adding_a_width_schedules_only_the_new_runs(tmp_path):
     wider = copy.deepcopy(TINY)
     wider["sweep"]["widths"] = [4, 8, 16]
     new = "results/sweep/runs/mlp3w16-sym20-ce-s0/curves.nc"
-    assert dry_run(tmp_path, wider, *curves, new) == {"train": 1}
+    assert dry_run(tmp_path, wider, *curves, new) == {"train_stack_mlp3w16_sym20_ce_s0": 1, "train": 1}
     jobs = dry_run(tmp_path, wider)  # the whole study: only the new run trains
     assert jobs["train"] == 1 and "prepare_dataset" not in jobs

@@ -463,8 +463,10 @@ def train_stack(dataset_path, members: list[Member], threads: int | None = None)
     if threads:
         torch.set_num_threads(threads)
     spec0 = members[0].spec
-    if len(members) > 1 and len({stack_shape(m.spec) for m in members} | {None}) != 2:
-        raise ValueError(f"runs {[m.name for m in members]} cannot be stacked: their shapes differ")
+    shapes = {stack_shape(m.spec) for m in members}
+    if len(members) > 1 and (len(shapes) != 1 or None in shapes):
+        raise ValueError(f"runs {[m.name for m in members]} cannot be stacked: their shapes differ or have no "
+                         "batched step")
     if spec0.get("tf32"):
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     device = resolve_device(spec0["device"], gpus=spec0.get("gpus", 0))
